@@ -1,0 +1,203 @@
+"""The `curate` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from curate import __version__
+from curate.errors import CurateError
+
+
+def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """User errors print one clear message and exit 2; bugs keep their traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CurateError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+def _reporter(ctx: click.Context):
+    from curate.progress import make_reporter
+
+    obj = ctx.find_root().obj or {}
+    if obj.get("log_format") == "json":
+        return make_reporter("json")
+    return make_reporter("quiet" if obj.get("quiet") else "rich")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="curate")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or tables; errors only.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["rich", "json"]),
+    default="rich",
+    show_default=True,
+    help="json: one JSON event per line on stderr (for CI logs).",
+)
+@click.pass_context
+def main(ctx: click.Context, quiet: bool, log_format: str) -> None:
+    """curate: raw text corpora -> clean, private, fair datasets.
+
+    \b
+    Quick start:
+      curate run pipelines/demo.yaml      run a recipe into runs/demo/
+      curate inspect runs/demo            per-stage counts and rejects
+      curate stages                       what a recipe can use
+    """
+    ctx.obj = {"quiet": quiet, "log_format": log_format}
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Delete an existing run directory and start over.")
+@click.option("-w", "--workers", type=click.IntRange(min=1), help="Worker processes (default: recipe run.workers or CPU count).")
+@click.option("--run-dir", help="Write the run here instead of output.run_dir / runs/<name>.")
+@click.option("--dry-run", is_flag=True, help="Validate the recipe and inputs, print the plan, do no work.")
+@click.pass_context
+@_handle_errors
+def run(ctx: click.Context, recipe: str, force: bool, workers: int | None, run_dir: str | None, dry_run: bool) -> None:
+    """Run RECIPE (YAML). Re-running resumes an interrupted run where it stopped.
+
+    \b
+    Example:
+      curate run pipelines/demo.yaml
+      curate run pipelines/demo.yaml --force --workers 2
+    """
+    from curate.pipeline import Runner
+    from curate.recipe import load_recipe
+
+    plan = load_recipe(recipe)
+    if run_dir:
+        plan.recipe.output.run_dir = run_dir
+    runner = Runner(plan, force=force, workers=workers, reporter=_reporter(ctx))
+    if dry_run:
+        from curate.io import check_input
+
+        for spec in plan.recipe.input:
+            check_input(spec)
+        click.echo(f"recipe {recipe}: valid. Run directory: {plan.recipe.run_dir}")
+        for d, spec in zip(plan.stage_dirs()[1:], plan.stages):
+            click.echo(f"  {d:<24} {spec.model_dump_json()}")
+        return
+    runner.run()
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--out", "run_dir", required=True, help="Run directory to write.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "parquet", "csv", "text", "hf_disk", "hf"]), help="Input format (default: from the extension).")
+@click.option("--text-field", default="text", show_default=True, help="Field holding the text.")
+@click.option("--id-field", help="Field holding your own unique record id.")
+@click.option("--output-format", type=click.Choice(["parquet", "jsonl"]), default="parquet", show_default=True)
+@click.option("--force", is_flag=True, help="Delete an existing run directory first.")
+@click.option("-w", "--workers", type=click.IntRange(min=1))
+@click.pass_context
+@_handle_errors
+def ingest(ctx: click.Context, inputs: tuple[str, ...], run_dir: str, fmt: str | None, text_field: str,
+           id_field: str | None, output_format: str, force: bool, workers: int | None) -> None:
+    """Read INPUTS into a run directory of Parquet records, quarantining bad rows.
+
+    \b
+    Example:
+      curate ingest data_samples/support_tickets.jsonl --text-field body -o runs/tickets
+    """
+    from curate.pipeline import Runner
+    from curate.recipe import load_recipe
+
+    spec = {"text_field": text_field, "id_field": id_field, **({"format": fmt} if fmt else {})}
+    plan = load_recipe(
+        {
+            "name": "ingest",
+            "input": [{"path": p, **spec} for p in inputs],
+            "output": {"run_dir": run_dir, "format": output_format},
+        }
+    )
+    Runner(plan, force=force, workers=workers, reporter=_reporter(ctx)).run()
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@_handle_errors
+def stages(name: str | None, as_json: bool) -> None:
+    """List registered stages and their parameters (or show one in full).
+
+    \b
+    Example:
+      curate stages
+      curate stages filter.length
+    """
+    from curate.registry import describe, get_stage, registered
+
+    classes = [get_stage(name)] if name else list(registered().values())
+    described = [describe(c) for c in classes]
+    if as_json:
+        click.echo(json.dumps(described, indent=2, default=str))
+        return
+    console = Console()
+    for d in described:
+        console.print(f"[bold cyan]{d['name']}[/] [dim]({d['kind']})[/]  {d['summary']}")
+        if name:
+            console.print(d["doc"], highlight=False)
+        table = Table(show_header=bool(d["params"]), box=None, padding=(0, 2))
+        for col in ("param", "type", "default", "help"):
+            table.add_column(col, overflow="fold")
+        for p in d["params"]:
+            default = "required" if p["required"] else json.dumps(p["default"], default=str)
+            table.add_row(p["name"], p["type"], default, p["help"])
+        if d["params"]:
+            console.print(table)
+        console.print()
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print stats.json as is.")
+@click.option("--rejects", "show_rejects", type=int, default=0, help="Also show N sample rejects per stage.")
+@_handle_errors
+def inspect(run_dir: str, as_json: bool, show_rejects: int) -> None:
+    """Print the per-stage stats table of a run (and sample rejects).
+
+    \b
+    Example:
+      curate inspect runs/demo --rejects 3
+    """
+    from pathlib import Path
+
+    import polars as pl
+
+    from curate.pipeline import read_stats
+    from curate.progress import stats_table
+
+    stats = read_stats(run_dir)
+    if as_json:
+        click.echo(json.dumps(stats, indent=2))
+        return
+    console = Console()
+    console.print(stats_table(stats))
+    if show_rejects:
+        for path in sorted((Path(run_dir) / "rejects").glob("*.parquet")):
+            df = pl.read_parquet(path)
+            console.print(f"[bold]{path.name}[/] ({len(df)} rows)")
+            for row in df.group_by("reason", maintain_order=True).head(show_rejects).iter_rows(named=True):
+                preview = (row["text"] or "").replace("\n", " ")[:80]
+                console.print(f"  {row['reason']:<16} {row['source']:<40} {row['detail'] or ''}  [dim]{preview!r}[/]", highlight=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

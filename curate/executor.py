@@ -1,0 +1,236 @@
+"""Local executor: shard tasks run in a process pool (or inline with one worker).
+
+Every task writes its outputs under temporary names and renames them into
+place, then writes its done marker (``_done/<part>.json``, holding the
+shard's stats) last. A task whose marker exists is finished; any other
+task is redone from scratch on resume, overwriting whatever half-state a
+killed run left. Because stages are pure and parts are written
+deterministically, a resumed run yields the same bytes as an uninterrupted
+one.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from curate.errors import ConservationError
+from curate.io import REJECT_SCHEMA, InputSpec, read_input, write_json, write_parquet
+from curate.records import with_reason
+from curate.registry import GlobalStage, Split, Stage
+
+DONE = "_done"
+REJECTS = "_rejects"
+KEYS = "_keys"
+DECISIONS = "_decisions.parquet"
+
+
+# ---------------------------------------------------------------------------
+# Executor
+
+
+class LocalExecutor:
+    """Runs task functions over a list of arguments; yields results as they finish."""
+
+    def __init__(self, workers: int, plugins: list[str]):
+        self.workers = workers
+        self.plugins = plugins
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def map(self, fn: Callable[..., dict[str, Any]], tasks: Iterable[tuple]) -> Iterator[dict[str, Any]]:
+        tasks = list(tasks)
+        if self.workers <= 1 or len(tasks) <= 1:
+            for args in tasks:
+                yield fn(*args)
+            return
+        if self._pool is None:
+            # spawn, not fork: polars and pyarrow thread pools don't survive fork
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(self.plugins,),
+            )
+        pending: set[Future] = set()
+        queue = iter(tasks)
+        for args in queue:  # keep at most 2 tasks per worker in flight: bounded memory
+            pending.add(self._pool.submit(fn, *args))
+            if len(pending) >= 2 * self.workers:
+                break
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                for args in queue:
+                    pending.add(self._pool.submit(fn, *args))
+                    break
+                yield fut.result()
+
+
+def _init_worker(plugins: list[str]) -> None:
+    os.environ.setdefault("POLARS_MAX_THREADS", "1")
+    from curate.recipe import load_plugins
+
+    load_plugins(plugins)
+
+
+# Heavy resources load once per worker process: the first task of a stage
+# config calls setup(), later tasks reuse the same object.
+_READY: dict[tuple[str, str], Stage] = {}
+
+
+def _ready(stage: Stage) -> Stage:
+    key = (stage.name, stage.model_dump_json())
+    if key not in _READY:
+        stage.setup()
+        _READY[key] = stage
+    return _READY[key]
+
+
+# ---------------------------------------------------------------------------
+# Task bodies (top-level functions so they pickle)
+
+
+@dataclass
+class ShardStats:
+    part: str
+    n_in: int
+    kept: int
+    rejected: Counter
+    modified: int = 0
+    counters: dict[str, int] | None = None
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "part": self.part,
+            "in": self.n_in,
+            "kept": self.kept,
+            "rejected": sum(self.rejected.values()),
+            "rejected_by_reason": dict(sorted(self.rejected.items())),
+            "modified": self.modified,
+            "counters": self.counters or {},
+            "seconds": round(self.seconds, 4),
+        }
+
+
+def _reason_counts(rejected: pl.DataFrame) -> Counter:
+    if not len(rejected):
+        return Counter()
+    return Counter(dict(rejected["reason"].value_counts().iter_rows()))
+
+
+def _commit(stage_dir: Path, part: str, stats: ShardStats, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    record = {**stats.to_json(), **(extra or {})}
+    write_json(record, stage_dir / DONE / f"{part}.json")
+    return record
+
+
+def _check_conservation(stage: str, part: str, n_in: int, split: Split) -> None:
+    kept, rej = len(split.kept), len(split.rejected)
+    if n_in != kept + rej:
+        raise ConservationError(f"stage '{stage}' on {part}: in={n_in} but kept={kept} + rejected={rej}")
+    if len(split.rejected) and ("reason" not in split.rejected.columns or split.rejected["reason"].null_count()):
+        raise ConservationError(f"stage '{stage}' on {part}: rejected rows without a reason")
+
+
+def _write_rejects(stage_dir: Path, part: str, rejected: pl.DataFrame) -> None:
+    if len(rejected):
+        write_parquet(rejected, stage_dir / REJECTS / f"{part}.parquet")
+
+
+def ingest_task(spec_json: str, label: str, task: int, stage_dir: str, max_record_bytes: int, shard_size: int) -> dict[str, Any]:
+    """Read one input into parts ``part-<task>-<k>.parquet``; rejects into one file."""
+    t0 = time.perf_counter()
+    spec = InputSpec.model_validate_json(spec_json)
+    out = Path(stage_dir)
+    name = f"task-{task:04d}"
+    parts, rejects = [], []
+    kept = n_in = 0
+    for records, rejected in read_input(spec, label, max_record_bytes, shard_size):
+        n_in += len(records) + len(rejected)
+        if len(records):
+            part = f"part-{task:04d}-{len(parts):05d}"
+            write_parquet(records, out / f"{part}.parquet")
+            parts.append(part)
+            kept += len(records)
+        if len(rejected):
+            rejects.append(rejected)
+    all_rejects = pl.concat(rejects) if rejects else pl.DataFrame(schema=REJECT_SCHEMA)
+    _write_rejects(out, name, all_rejects)
+    stats = ShardStats(name, n_in, kept, _reason_counts(all_rejects), seconds=time.perf_counter() - t0)
+    if n_in != kept + len(all_rejects):
+        raise ConservationError(f"ingest of {label}: in={n_in} but kept={kept} + rejected={len(all_rejects)}")
+    return _commit(out, name, stats, {"parts": parts, "input": label})
+
+
+def shard_task(stage: Stage, part: str, in_dir: str, stage_dir: str) -> dict[str, Any]:
+    """Run a batch stage over one part."""
+    t0 = time.perf_counter()
+    batch = pl.read_parquet(Path(in_dir) / f"{part}.parquet")
+    split = _ready(stage).process(batch)
+    _check_conservation(stage.name, part, len(batch), split)
+    return _finish(stage, part, Path(stage_dir), len(batch), split, t0)
+
+
+def _finish(stage: Stage, part: str, out: Path, n_in: int, split: Split, t0: float) -> dict[str, Any]:
+    rejected = split.rejected
+    if len(rejected) and "stage" not in rejected.columns:
+        rejected = rejected.with_columns(pl.lit(stage.name).alias("stage"))
+    write_parquet(split.kept, out / f"{part}.parquet")
+    _write_rejects(out, part, rejected)
+    stats = ShardStats(part, n_in, len(split.kept), _reason_counts(rejected), split.modified, split.counters)
+    stats.seconds = time.perf_counter() - t0
+    return _commit(out, part, stats)
+
+
+def keys_task(stage: GlobalStage, index: int, part: str, in_dir: str, stage_dir: str) -> dict[str, Any]:
+    """Phase 1 of a global stage: compact keys for one part, plus its stable order."""
+    t0 = time.perf_counter()
+    batch = pl.read_parquet(Path(in_dir) / f"{part}.parquet")
+    keys = _ready(stage).keys(batch)
+    if len(keys) != len(batch) or "id" not in keys.columns:
+        raise ConservationError(f"stage '{stage.name}' keys() on {part} must return one row with an id per record")
+    order = pl.int_range(0, len(keys), dtype=pl.Int64) + (index << 32)
+    keys = keys.with_columns(order.alias("_order"))
+    out = Path(stage_dir) / KEYS
+    write_parquet(keys, out / f"{part}.parquet")
+    write_json({"part": part, "rows": len(keys), "seconds": round(time.perf_counter() - t0, 4)}, out / DONE / f"{part}.json")
+    return {"part": part, "in": len(batch)}
+
+
+def apply_task(stage: GlobalStage, part: str, in_dir: str, stage_dir: str) -> dict[str, Any]:
+    """Phase 3 of a global stage: reject the rows the global decision named."""
+    t0 = time.perf_counter()
+    batch = pl.read_parquet(Path(in_dir) / f"{part}.parquet")
+    decisions = pl.read_parquet(Path(stage_dir) / DECISIONS)
+    hit = batch["id"].is_in(decisions["id"].implode())
+    rejected = batch.filter(hit).join(decisions, on="id", how="left", maintain_order="left")
+    rejected = with_reason(rejected, stage.name, pl.col("reason"), pl.col("detail"))
+    split = Split(kept=batch.filter(~hit), rejected=rejected)
+    _check_conservation(stage.name, part, len(batch), split)
+    return _finish(stage, part, Path(stage_dir), len(batch), split, t0)
+
+
+def load_done(stage_dir: Path) -> dict[str, dict[str, Any]]:
+    """Markers of the finished tasks of a stage, by part name."""
+    done = stage_dir / DONE
+    if not done.is_dir():
+        return {}
+    return {p.stem: json.loads(p.read_text()) for p in sorted(done.glob("*.json"))}

@@ -1,0 +1,543 @@
+"""Readers and writers.
+
+Readers turn one input (a file, a folder of text files, or a Hugging Face
+dataset) into batches of records plus batches of rejects. A bad line or row
+never stops a read: it becomes a reject row with a ``reason`` and a
+``detail`` saying what was wrong, and the raw content is kept (decoded with
+replacement characters where it was not valid UTF-8) so the user can fix it.
+
+An input that cannot be read at all (missing, permission denied, unknown
+format, a Parquet file without the mapped text column) is an
+:class:`~curate.errors.InputError`, raised by :func:`check_input` before any
+work starts.
+
+Reject reasons at ingest:
+
+``invalid_json``     the line is not a JSON document
+``invalid_utf8``     the line/file/field is not valid UTF-8
+``not_an_object``    the JSON line is valid but not an object
+``malformed_row``    a CSV row has a different number of fields than the header
+``missing_field``    the mapped text/id field is absent or null
+``wrong_type``       the mapped field is not a string (ids may also be integers)
+``empty_text``       the text is empty or only whitespace
+``too_large``        the record is larger than ``max_record_bytes``
+``empty_input``      the file holds no records at all (one reject row per file)
+``unreadable``       the file broke off mid-read (e.g. a truncated .gz)
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import xxhash
+from pydantic import BaseModel, ConfigDict
+
+from curate.errors import InputError
+from curate.records import SCHEMA, encode_meta, record_id
+
+Format = Literal["jsonl", "parquet", "csv", "text", "hf_disk", "hf"]
+
+_EXTENSIONS: dict[str, Format] = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "text",
+    ".md": "text",
+}
+_COMPRESSIONS = (".gz", ".zst")
+INGEST = "ingest"
+
+
+class InputSpec(BaseModel):
+    """One input of a recipe. Paths are relative to the current directory."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    path: str
+    """File, folder of .txt/.md files, or saved Hugging Face dataset."""
+    format: Format | None = None
+    """jsonl (also .gz/.zst), parquet, csv, text (one record per file), hf_disk
+    (datasets.save_to_disk output) or hf (datasets.load_dataset on local
+    files). Inferred from the extension when omitted."""
+    text_field: str = "text"
+    """Field or column holding the document text."""
+    id_field: str | None = None
+    """Field holding the user's own record id; ids must be unique across inputs.
+    When omitted, ids are a hash of the source position and the text."""
+    meta_fields: list[str] | None = None
+    """Fields kept in ``meta``; default: every field not mapped above."""
+    glob: list[str] = ["**/*.txt", "**/*.md"]
+    """For a folder (format text): which files to read, recursively."""
+    delimiter: str | None = None
+    """For csv: field delimiter (default ',' or tab for .tsv)."""
+    split: str | None = None
+    """For hf / hf_disk: which split to read when the dataset has several."""
+
+    def resolved_format(self) -> Format:
+        if self.format:
+            return self.format
+        p = Path(self.path)
+        if p.is_dir():
+            if (p / "dataset_info.json").exists() or (p / "dataset_dict.json").exists():
+                return "hf_disk"
+            return "text"
+        name = p.name.lower()
+        for comp in _COMPRESSIONS:
+            if name.endswith(comp):
+                name = name[: -len(comp)]
+        fmt = _EXTENSIONS.get(Path(name).suffix)
+        if fmt is None:
+            raise InputError(
+                f"input '{self.path}': cannot tell the format from the extension "
+                f"'{Path(name).suffix or p.name}'. Set `format:` to one of jsonl, parquet, csv, text, hf_disk, hf."
+            )
+        return fmt
+
+
+# ---------------------------------------------------------------------------
+# Plan-time checks and fingerprints
+
+
+def input_files(spec: InputSpec) -> list[Path]:
+    """The files an input reads, in the stable order they are read."""
+    p = Path(spec.path)
+    fmt = spec.resolved_format()
+    if fmt == "text" and p.is_dir():
+        files = {f for pattern in spec.glob for f in p.glob(pattern) if f.is_file()}
+        return sorted(files, key=lambda f: f.relative_to(p).as_posix())
+    if p.is_dir():
+        return sorted((f for f in p.rglob("*") if f.is_file()), key=lambda f: f.relative_to(p).as_posix())
+    return [p]
+
+
+def check_input(spec: InputSpec) -> None:
+    """Fail before any work if an input cannot be read at all."""
+    p = Path(spec.path)
+    if not p.exists():
+        raise InputError(f"input '{spec.path}' does not exist (paths are relative to {os.getcwd()}).")
+    fmt = spec.resolved_format()
+    if fmt in ("hf_disk", "hf") and p.is_dir():
+        files = input_files(spec)
+    else:
+        files = input_files(spec)
+        if p.is_dir() and not files:
+            raise InputError(f"input folder '{spec.path}' has no files matching {spec.glob}.")
+    for f in files:
+        if not os.access(f, os.R_OK):
+            raise InputError(f"input file '{f}' is not readable (permission denied).")
+        try:
+            with open(f, "rb") as fh:
+                fh.read(1)
+        except OSError as e:
+            raise InputError(f"input file '{f}' cannot be read: {e.strerror or e}.") from None
+    if fmt == "parquet":
+        try:
+            schema = pq.read_schema(p)
+        except Exception as e:  # pyarrow raises several types for corrupt files
+            raise InputError(f"input '{spec.path}' is not a readable Parquet file: {e}") from None
+        _check_columns(spec, schema.names)
+    if fmt in ("hf_disk", "hf"):
+        try:
+            import datasets  # noqa: F401
+        except ImportError:
+            raise InputError("reading Hugging Face datasets needs `pip install datasets`.") from None
+
+
+def _check_columns(spec: InputSpec, names: list[str]) -> None:
+    for key in ("text_field", "id_field"):
+        col = getattr(spec, key)
+        if col is not None and col not in names:
+            raise InputError(
+                f"input '{spec.path}': column '{col}' ({key}) not found; columns are {names}. Set `{key}:`."
+            )
+
+
+def fingerprint(spec: InputSpec) -> dict[str, Any]:
+    """Size and content hash of every file of an input, for the manifest and resume."""
+    files = []
+    for f in input_files(spec):
+        h = xxhash.xxh3_128()
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                h.update(block)
+        files.append({"path": f.as_posix(), "bytes": f.stat().st_size, "xxh3_128": h.hexdigest()})
+    return {"path": spec.path, "format": spec.resolved_format(), "files": files}
+
+
+# ---------------------------------------------------------------------------
+# Row mapping shared by the dict-based readers (JSONL, CSV)
+
+
+@dataclass
+class _Collector:
+    """Accumulates mapped records and rejects; flushes batches of ``batch_size``."""
+
+    spec: InputSpec
+    max_record_bytes: int
+    batch_size: int
+    rows: dict[str, list] = field(default_factory=lambda: {"id": [], "text": [], "source": [], "meta": []})
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+
+    def reject(self, source: str, text: str, reason: str, detail: str, meta: str = "{}") -> None:
+        self.rejects.append(
+            {"id": record_id(source, text), "text": text, "source": source, "meta": meta, "reason": reason, "detail": detail}
+        )
+
+    def add(self, obj: Any, source: str, raw: str) -> None:
+        spec = self.spec
+        if not isinstance(obj, dict):
+            self.reject(source, raw, "not_an_object", f"expected a JSON object, got {type(obj).__name__}")
+            return
+        text = obj.get(spec.text_field)
+        mapped = {spec.text_field, spec.id_field}
+        if spec.meta_fields is None:
+            meta = encode_meta({k: v for k, v in obj.items() if k not in mapped})
+        else:
+            meta = encode_meta({k: obj[k] for k in spec.meta_fields if k in obj})
+        if text is None:
+            why = "is null" if spec.text_field in obj else f"is missing (fields: {sorted(obj)})"
+            self.reject(source, raw, "missing_field", f"text field '{spec.text_field}' {why}", meta)
+            return
+        if not isinstance(text, str):
+            self.reject(
+                source, raw, "wrong_type", f"text field '{spec.text_field}' is {type(text).__name__}, expected string", meta
+            )
+            return
+        rid = record_id(source, text)
+        if spec.id_field is not None:
+            user_id = obj.get(spec.id_field)
+            if user_id is None:
+                self.reject(source, raw, "missing_field", f"id field '{spec.id_field}' is missing or null", meta)
+                return
+            if isinstance(user_id, bool) or not isinstance(user_id, (str, int)):
+                self.reject(
+                    source, raw, "wrong_type", f"id field '{spec.id_field}' is {type(user_id).__name__}, expected string or integer", meta
+                )
+                return
+            rid = str(user_id)
+        if not text.strip():
+            self.reject(source, text, "empty_text", "text is empty or whitespace only", meta)
+            return
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size > self.max_record_bytes:
+            self.reject(source, text, "too_large", f"text is {size} bytes > max_record_bytes {self.max_record_bytes}", meta)
+            return
+        rows = self.rows
+        rows["id"].append(rid)
+        rows["text"].append(text)
+        rows["source"].append(source)
+        rows["meta"].append(meta)
+
+    def full(self) -> bool:
+        return len(self.rows["text"]) >= self.batch_size
+
+    def flush(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        kept = _frame(self.rows)
+        rejected = _reject_frame(self.rejects)
+        self.rows = {"id": [], "text": [], "source": [], "meta": []}
+        self.rejects = []
+        return kept, rejected
+
+
+def _frame(rows: dict[str, list]) -> pl.DataFrame:
+    n = len(rows["text"])
+    return pl.DataFrame({**rows, "audit": [[] for _ in range(n)]}, schema=SCHEMA)
+
+
+REJECT_SCHEMA = {**SCHEMA, "stage": pl.String(), "reason": pl.String(), "detail": pl.String()}
+
+
+def _reject_frame(rejects: list[dict[str, Any]]) -> pl.DataFrame:
+    if not rejects:
+        return pl.DataFrame(schema=REJECT_SCHEMA)
+    cols = {k: [r[k] for r in rejects] for k in ("id", "text", "source", "meta", "reason", "detail")}
+    cols["audit"] = [[] for _ in rejects]
+    cols["stage"] = [INGEST] * len(rejects)
+    return pl.DataFrame(cols, schema=REJECT_SCHEMA)
+
+
+def _lossy(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
+def _utf8_error(e: UnicodeDecodeError) -> str:
+    return f"invalid byte 0x{e.object[e.start]:02x} at offset {e.start}"
+
+
+# ---------------------------------------------------------------------------
+# Readers
+
+Batches = Iterator[tuple[pl.DataFrame, pl.DataFrame]]
+
+
+def read_input(spec: InputSpec, label: str, max_record_bytes: int, batch_size: int) -> Batches:
+    """Yield ``(records, rejects)`` batches for one input.
+
+    ``label`` is how sources are written (the path as the recipe gave it).
+    Every record read ends up in exactly one of the two frames.
+    """
+    fmt = spec.resolved_format()
+    reader = {
+        "jsonl": _read_jsonl,
+        "csv": _read_csv,
+        "text": _read_text,
+        "parquet": _read_parquet,
+        "hf_disk": _read_hf,
+        "hf": _read_hf,
+    }[fmt]
+    empty = True
+    for kept, rejected in reader(spec, label, max_record_bytes, batch_size):
+        if len(kept) or len(rejected):
+            empty = False
+            yield kept, rejected
+    if empty:
+        c = _Collector(spec, max_record_bytes, batch_size)
+        c.reject(label, "", "empty_input", f"input '{label}' holds no records")
+        yield c.flush()
+
+
+def _open_binary(path: Path) -> io.BufferedIOBase:
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    if name.endswith(".zst"):
+        import zstandard
+
+        return zstandard.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+def _read_jsonl(spec: InputSpec, label: str, max_record_bytes: int, batch_size: int) -> Batches:
+    c = _Collector(spec, max_record_bytes, batch_size)
+    lineno = 0
+    with _open_binary(Path(spec.path)) as fh:
+        try:
+            for lineno, line in enumerate(fh, 1):  # noqa: B007 - lineno used after the loop
+                _jsonl_line(c, line, f"{label}:{lineno}", max_record_bytes)
+                if c.full():
+                    yield c.flush()
+        except (EOFError, OSError) as e:  # truncated or corrupt compressed stream
+            c.reject(f"{label}:{lineno + 1}", "", "unreadable", f"stream broke off after line {lineno}: {e}")
+    yield c.flush()
+
+
+def _jsonl_line(c: _Collector, line: bytes, source: str, max_record_bytes: int) -> None:
+    line = line.rstrip(b"\r\n")
+    if not line.strip():
+        if line:  # whitespace-only line: a record that is empty; a bare newline is not a record
+            c.reject(source, _lossy(line), "empty_text", "line holds only whitespace")
+        return
+    if len(line) > max_record_bytes + 64 * 1024:
+        # Far too large to be a legal record: don't spend time parsing it.
+        c.reject(source, _lossy(line), "too_large", f"line is {len(line)} bytes > max_record_bytes {max_record_bytes}")
+        return
+    try:
+        decoded = line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        c.reject(source, _lossy(line), "invalid_utf8", _utf8_error(e))
+        return
+    try:
+        obj = json.loads(decoded)
+    except json.JSONDecodeError as e:
+        c.reject(source, decoded, "invalid_json", f"{e.msg} at column {e.colno}")
+        return
+    c.add(obj, source, decoded)
+
+
+def _read_csv(spec: InputSpec, label: str, max_record_bytes: int, batch_size: int) -> Batches:
+    path = Path(spec.path)
+    delimiter = spec.delimiter or ("\t" if ".tsv" in path.name.lower() else ",")
+    csv.field_size_limit(sys.maxsize)
+    c = _Collector(spec, max_record_bytes, batch_size)
+    with _open_binary(path) as raw:
+        # surrogateescape keeps undecodable bytes so each bad field can be reported, not the file
+        fh = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
+        reader = csv.reader(fh, delimiter=delimiter)
+        header = next(reader, None)
+        if header is None:
+            yield c.flush()
+            return
+        header = [h.lstrip("\ufeff") for h in header]
+        _check_columns(spec, header)
+        start = reader.line_num + 1
+        for row in reader:
+            source = f"{label}:{start}"
+            start = reader.line_num + 1
+            raw_row = delimiter.join(row)
+            if len(row) != len(header):
+                if not any(cell.strip() for cell in row):
+                    continue  # a blank line between rows is layout, not a record
+                c.reject(source, _surrogates_lossy(raw_row), "malformed_row", f"{len(row)} fields, header has {len(header)}")
+            elif _has_surrogates(raw_row):
+                bad = next(h for h, cell in zip(header, row) if _has_surrogates(cell))
+                c.reject(source, _surrogates_lossy(raw_row), "invalid_utf8", f"field '{bad}' holds bytes that are not UTF-8")
+            else:
+                c.add(dict(zip(header, row)), source, raw_row)
+            if c.full():
+                yield c.flush()
+    yield c.flush()
+
+
+def _has_surrogates(s: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in s)
+
+
+def _surrogates_lossy(s: str) -> str:
+    return s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _read_text(spec: InputSpec, label: str, max_record_bytes: int, batch_size: int) -> Batches:
+    root = Path(spec.path)
+    c = _Collector(spec, max_record_bytes, batch_size)
+    for f in input_files(spec):
+        rel = f.relative_to(root).as_posix() if root.is_dir() else f.name
+        source = f"{label.rstrip('/')}/{rel}" if root.is_dir() else label
+        data = f.read_bytes()
+        if len(data) > max_record_bytes:
+            c.reject(source, _lossy(data), "too_large", f"file is {len(data)} bytes > max_record_bytes {max_record_bytes}")
+        else:
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as e:
+                c.reject(source, _lossy(data), "invalid_utf8", _utf8_error(e))
+            else:
+                c.add({spec.text_field: text, "filename": rel}, source, text)
+        if c.full():
+            yield c.flush()
+    yield c.flush()
+
+
+def _read_parquet(spec: InputSpec, label: str, max_record_bytes: int, batch_size: int) -> Batches:
+    pf = pq.ParquetFile(spec.path)
+    offset = 0
+    for rb in pf.iter_batches(batch_size=batch_size):
+        yield _map_arrow(pa.Table.from_batches([rb]), spec, label, offset, max_record_bytes)
+        offset += rb.num_rows
+
+
+def _read_hf(spec: InputSpec, label: str, max_record_bytes: int, batch_size: int) -> Batches:
+    table = load_hf_table(spec)
+    _check_columns(spec, table.column_names)
+    for offset in range(0, table.num_rows, batch_size):
+        yield _map_arrow(table.slice(offset, batch_size), spec, label, offset, max_record_bytes)
+
+
+def load_hf_table(spec: InputSpec) -> pa.Table:
+    """Load a local Hugging Face dataset as one Arrow table (memory-mapped by datasets)."""
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    import datasets
+
+    fmt = spec.resolved_format()
+    if fmt == "hf_disk":
+        ds = datasets.load_from_disk(spec.path)
+    else:
+        p = Path(spec.path)
+        if p.is_dir():
+            ds = datasets.load_dataset(spec.path)
+        else:
+            builder = {"jsonl": "json", "csv": "csv", "parquet": "parquet", "text": "text"}.get(
+                InputSpec(path=spec.path).resolved_format(), "json"
+            )
+            ds = datasets.load_dataset(builder, data_files=spec.path)
+    if isinstance(ds, datasets.DatasetDict):
+        split = spec.split or ("train" if "train" in ds else None)
+        if split is None or split not in ds:
+            raise InputError(f"input '{spec.path}' has splits {list(ds)}; set `split:` to one of them.")
+        ds = ds[split]
+    # flatten_indices materialises a select()/shuffle() view so row order is the visible one
+    return ds.flatten_indices().data.table if ds._indices is not None else ds.data.table
+
+
+def _map_arrow(table: pa.Table, spec: InputSpec, label: str, offset: int, max_record_bytes: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Vectorised field mapping for columnar inputs (Parquet, HF datasets)."""
+    df = pl.from_arrow(table)
+    assert isinstance(df, pl.DataFrame)
+    n = len(df)
+    source = pl.lit(f"{label}#row=") + (pl.int_range(offset, offset + n, dtype=pl.Int64)).cast(pl.String)
+    mapped = {spec.text_field, spec.id_field}
+    meta_cols = spec.meta_fields if spec.meta_fields is not None else [c for c in df.columns if c not in mapped]
+    meta_cols = sorted(c for c in meta_cols if c in df.columns)
+    meta = pl.struct(meta_cols).struct.json_encode() if meta_cols else pl.lit("{}")
+    text_dtype = df.schema[spec.text_field]
+    text_ok = text_dtype in (pl.String, pl.Categorical) or isinstance(text_dtype, pl.Enum)
+    text = pl.col(spec.text_field).cast(pl.String) if text_ok else pl.col(spec.text_field).cast(pl.String, strict=False)
+
+    out = df.select(
+        text.alias("text"),
+        source.alias("source"),
+        meta.alias("meta"),
+        (pl.col(spec.id_field).cast(pl.String) if spec.id_field else pl.lit(None, pl.String)).alias("_user_id"),
+        pl.lit(spec.id_field is None or df.schema[spec.id_field] in (pl.String, pl.Int64, pl.Int32, pl.UInt64, pl.UInt32)).alias("_id_ok"),
+        pl.col(spec.text_field).is_null().alias("_null"),
+    )
+    size = pl.col("text").str.len_bytes()
+    reason = (
+        pl.when(pl.col("_null")).then(pl.lit("missing_field"))
+        .when(pl.lit(not text_ok)).then(pl.lit("wrong_type"))
+        .when(pl.lit(spec.id_field is not None) & pl.col("_user_id").is_null()).then(pl.lit("missing_field"))
+        .when(~pl.col("_id_ok")).then(pl.lit("wrong_type"))
+        .when(pl.col("text").str.strip_chars() == "").then(pl.lit("empty_text"))
+        .when(size > max_record_bytes).then(pl.lit("too_large"))
+    )
+    detail = (
+        pl.when(pl.col("_null")).then(pl.lit(f"text field '{spec.text_field}' is null"))
+        .when(pl.lit(not text_ok)).then(pl.lit(f"text column '{spec.text_field}' has type {text_dtype}, expected string"))
+        .when(pl.lit(spec.id_field is not None) & pl.col("_user_id").is_null()).then(pl.lit(f"id field '{spec.id_field}' is null"))
+        .when(~pl.col("_id_ok")).then(pl.lit(f"id column '{spec.id_field}' is not a string or integer column"))
+        .when(pl.col("text").str.strip_chars() == "").then(pl.lit("text is empty or whitespace only"))
+        .when(size > max_record_bytes).then(size.cast(pl.String) + pl.lit(f" bytes > max_record_bytes {max_record_bytes}"))
+    )
+    out = out.with_columns(reason.alias("reason"), detail.alias("detail"), pl.col("text").fill_null(""))
+    ids = [
+        uid if uid is not None and ok else record_id(src, t)
+        for uid, ok, src, t in zip(out["_user_id"], out["_id_ok"], out["source"], out["text"])
+    ]
+    out = out.with_columns(pl.Series("id", ids, dtype=pl.String), pl.lit([], dtype=pl.List(pl.String)).alias("audit"))
+    bad = pl.col("reason").is_not_null()
+    kept = out.filter(~bad).select(list(SCHEMA))
+    rejected = out.filter(bad).with_columns(pl.lit(INGEST).alias("stage")).select(list(REJECT_SCHEMA))
+    return kept, rejected
+
+
+# ---------------------------------------------------------------------------
+# Writers
+
+
+def write_parquet(df: pl.DataFrame, path: Path) -> None:
+    """Write a part atomically: temp name, then rename (a reader never sees half a file)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    df.write_parquet(tmp, compression="zstd", statistics=True)
+    os.replace(tmp, path)
+
+
+def write_jsonl(df: pl.DataFrame, path: Path) -> None:
+    """Write records as JSON lines, ``meta`` as a nested object; atomic like :func:`write_parquet`."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for row in df.iter_rows(named=True):
+            if isinstance(row.get("meta"), str):
+                row["meta"] = json.loads(row["meta"])
+            fh.write(json.dumps(row, ensure_ascii=False, default=str))
+            fh.write("\n")
+    os.replace(tmp, path)
+
+
+def write_json(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,361 @@
+"""Run a validated plan: ingest, then each stage over shards, with stats and resume.
+
+Run directory (``runs/<name>/``)::
+
+    manifest.json            inputs + fingerprints, recipe, plan hash, versions, seed
+    00_ingest/part-*.parquet records as read
+    NN_<stage>/part-*.parquet records kept by stage NN (one part per input part)
+    NN_<stage>/_SUCCESS.json the stage's totals; written last, marks it done
+    rejects/NN_<stage>.parquet every rejected row with stage, reason, detail
+    stats.json               per stage: in, kept, rejected by reason, modified, seconds, records/s
+    output/part-*.{parquet,jsonl}  the final records
+
+The runner, not the stages, checks conservation: for every shard and every
+stage, ``in == kept + rejected``, and each stage's ``in`` equals the previous
+stage's ``kept``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from curate import __version__
+from curate.errors import ConservationError, InputError, RecipeError
+from curate.executor import (
+    DECISIONS,
+    DONE,
+    KEYS,
+    REJECTS,
+    LocalExecutor,
+    apply_task,
+    ingest_task,
+    keys_task,
+    load_done,
+    shard_task,
+)
+from curate.io import check_input, fingerprint, write_json, write_jsonl, write_parquet
+from curate.progress import Reporter, make_reporter
+from curate.recipe import Plan
+from curate.registry import GlobalStage
+
+SUCCESS = "_SUCCESS.json"
+_VERSIONED_PACKAGES = ("polars", "pyarrow", "pydantic", "ftfy", "xxhash", "datasets")
+
+
+class Runner:
+    """Executes a :class:`Plan` into its run directory."""
+
+    def __init__(self, plan: Plan, *, force: bool = False, workers: int | None = None, reporter: Reporter | None = None):
+        self.plan = plan
+        self.recipe = plan.recipe
+        self.run_dir = self.recipe.run_dir
+        self.force = force
+        self.workers = workers or self.recipe.run.workers or os.cpu_count() or 1
+        self.reporter = reporter or make_reporter("quiet")
+        self.stage_stats: list[dict[str, Any]] = []
+
+    # -- preparation ---------------------------------------------------------
+
+    def prepare(self) -> dict[str, Any]:
+        """Check inputs and the run directory before any work; returns the manifest."""
+        labels = [spec.path for spec in self.recipe.input]
+        dupes = {label for label in labels if labels.count(label) > 1}
+        if dupes:
+            raise RecipeError(f"input: {sorted(dupes)} listed more than once; each input is read once.")
+        for spec in self.recipe.input:
+            check_input(spec)
+        manifest = {
+            "name": self.recipe.name,
+            "plan_fingerprint": self.plan.fingerprint(),
+            "inputs": [fingerprint(spec) for spec in self.recipe.input],
+            "recipe": self.recipe.model_dump(mode="json"),
+            "stages": [
+                {"dir": d, "stage": s.name, "version": s.version, "params": s.model_dump(mode="json")}
+                for d, s in zip(self.plan.stage_dirs()[1:], self.plan.stages)
+            ],
+            "seed": self.recipe.seed,
+            "versions": _versions(),
+        }
+        path = self.run_dir / "manifest.json"
+        if self.force and self.run_dir.exists():
+            shutil.rmtree(self.run_dir)
+        if path.exists():
+            old = json.loads(path.read_text())
+            if old.get("plan_fingerprint") != manifest["plan_fingerprint"]:
+                raise RecipeError(
+                    f"run directory '{self.run_dir}' holds a run of a different recipe (stages, inputs mapping or "
+                    f"shard settings changed). Use --force to start over, or set output.run_dir to a new directory."
+                )
+            if old.get("inputs") != manifest["inputs"]:
+                raise InputError(
+                    f"inputs changed since the run in '{self.run_dir}' started; resuming would mix data. "
+                    f"Use --force to start over."
+                )
+            manifest["created"] = old.get("created")
+            manifest["resumed"] = old.get("resumed", 0) + 1
+        else:
+            manifest["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            manifest["resumed"] = 0
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(manifest, path)
+        return manifest
+
+    # -- running -------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        manifest = self.prepare()
+        dirs = self.plan.stage_dirs()
+        self.reporter.run_start(self.recipe.name, self.run_dir, self.workers, manifest["resumed"])
+        with LocalExecutor(self.workers, self.recipe.plugins) as ex:
+            parts = self._ingest(ex, self.run_dir / dirs[0])
+            for stage, d, prev in zip(self.plan.stages, dirs[1:], dirs):
+                stage_dir = self.run_dir / d
+                if isinstance(stage, GlobalStage):
+                    self._global_stage(ex, stage, parts, self.run_dir / prev, stage_dir)
+                else:
+                    self._batch_stage(ex, stage, parts, self.run_dir / prev, stage_dir)
+        self._write_output(self.run_dir / dirs[-1], parts)
+        stats = self._write_stats(time.perf_counter() - t0, final=True)
+        self.reporter.run_end(stats)
+        return stats
+
+    def _ingest(self, ex: LocalExecutor, stage_dir: Path) -> list[str]:
+        if (stage_dir / SUCCESS).exists():
+            summary = json.loads((stage_dir / SUCCESS).read_text())
+            self._record("ingest", stage_dir, summary, resumed=True)
+            return summary["parts"]
+        _make_dirs(stage_dir)
+        done = load_done(stage_dir)
+        settings = self.recipe.run
+        tasks = [
+            (spec.model_dump_json(), spec.path, i, str(stage_dir), settings.max_record_bytes, settings.shard_size)
+            for i, spec in enumerate(self.recipe.input)
+            if f"task-{i:04d}" not in done
+        ]
+        t0 = time.perf_counter()
+        self.reporter.stage_start("ingest", total=None)
+        for marker in done.values():
+            self.reporter.advance(marker["in"])
+        for marker in ex.map(ingest_task, tasks):
+            done[marker["part"]] = marker
+            self.reporter.advance(marker["in"])
+        parts = sorted(p for m in done.values() for p in m["parts"])
+        self._check_unique_ids(stage_dir, parts, done)
+        summary = self._summarise("ingest", stage_dir, done, time.perf_counter() - t0)
+        summary["parts"] = parts
+        self._close_stage(stage_dir, summary)
+        self._record("ingest", stage_dir, summary)
+        return parts
+
+    def _batch_stage(self, ex: LocalExecutor, stage, parts: list[str], in_dir: Path, stage_dir: Path) -> None:
+        if self._skip_done(stage.name, stage_dir):
+            return
+        _make_dirs(stage_dir)
+        done = load_done(stage_dir)
+        t0 = time.perf_counter()
+        self.reporter.stage_start(stage.name, total=self._expected_in())
+        for marker in done.values():
+            self.reporter.advance(marker["in"])
+        todo = [(stage, p, str(in_dir), str(stage_dir)) for p in parts if p not in done]
+        for marker in ex.map(shard_task, todo):
+            done[marker["part"]] = marker
+            self.reporter.advance(marker["in"])
+        summary = self._summarise(stage.name, stage_dir, done, time.perf_counter() - t0)
+        self._close_stage(stage_dir, summary)
+        self._record(stage.name, stage_dir, summary)
+
+    def _global_stage(self, ex: LocalExecutor, stage: GlobalStage, parts: list[str], in_dir: Path, stage_dir: Path) -> None:
+        if self._skip_done(stage.name, stage_dir):
+            return
+        _make_dirs(stage_dir)
+        keys_dir = stage_dir / KEYS
+        (keys_dir / DONE).mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        self.reporter.stage_start(stage.name, total=self._expected_in(), phase="keys")
+        keyed = set(load_done(keys_dir))
+        todo = [(stage, i, p, str(in_dir), str(stage_dir)) for i, p in enumerate(parts) if p not in keyed]
+        for marker in ex.map(keys_task, todo):
+            self.reporter.advance(marker["in"])
+
+        decisions_path = stage_dir / DECISIONS
+        decide_stats_path = stage_dir / "_decisions.json"
+        if not decide_stats_path.exists():
+            t_decide = time.perf_counter()
+            keys = pl.concat([pl.read_parquet(keys_dir / f"{p}.parquet") for p in parts]) if parts else None
+            decisions = stage.decide(keys) if keys is not None else None
+            rejects = decisions.rejects if decisions else pl.DataFrame(schema={"id": pl.String, "reason": pl.String, "detail": pl.String})
+            write_parquet(rejects, decisions_path)
+            write_json(
+                {"stats": decisions.stats if decisions else {}, "seconds": round(time.perf_counter() - t_decide, 4)},
+                decide_stats_path,
+            )
+        global_stats = json.loads(decide_stats_path.read_text())
+
+        self.reporter.stage_start(stage.name, total=self._expected_in(), phase="apply")
+        done = load_done(stage_dir)
+        for marker in done.values():
+            self.reporter.advance(marker["in"])
+        todo = [(stage, p, str(in_dir), str(stage_dir)) for p in parts if p not in done]
+        for marker in ex.map(apply_task, todo):
+            done[marker["part"]] = marker
+            self.reporter.advance(marker["in"])
+        summary = self._summarise(stage.name, stage_dir, done, time.perf_counter() - t0)
+        summary["global"] = global_stats["stats"]
+        self._close_stage(stage_dir, summary)
+        shutil.rmtree(keys_dir, ignore_errors=True)
+        self._record(stage.name, stage_dir, summary)
+
+    # -- bookkeeping ---------------------------------------------------------
+
+    def _skip_done(self, name: str, stage_dir: Path) -> bool:
+        if (stage_dir / SUCCESS).exists():
+            self._record(name, stage_dir, json.loads((stage_dir / SUCCESS).read_text()), resumed=True)
+            return True
+        return False
+
+    def _expected_in(self) -> int | None:
+        return self.stage_stats[-1]["kept"] if self.stage_stats else None
+
+    def _summarise(self, name: str, stage_dir: Path, done: dict[str, dict], seconds: float) -> dict[str, Any]:
+        reasons: Counter = Counter()
+        counters: Counter = Counter()
+        n_in = kept = modified = 0
+        worker_seconds = 0.0
+        for m in done.values():
+            n_in += m["in"]
+            kept += m["kept"]
+            modified += m["modified"]
+            reasons.update(m["rejected_by_reason"])
+            counters.update(m["counters"])
+            worker_seconds += m["seconds"]
+        rejected = sum(reasons.values())
+        if n_in != kept + rejected:
+            raise ConservationError(f"stage '{name}': in={n_in} but kept={kept} + rejected={rejected}")
+        expected = self._expected_in()
+        if expected is not None and expected != n_in:
+            raise ConservationError(f"stage '{name}' read {n_in} records but the previous stage kept {expected}")
+        return {
+            "stage": name,
+            "dir": stage_dir.name,
+            "in": n_in,
+            "kept": kept,
+            "rejected": rejected,
+            "rejected_by_reason": dict(sorted(reasons.items())),
+            "modified": modified,
+            "counters": dict(sorted(counters.items())),
+            "seconds": round(seconds, 3),
+            "worker_seconds": round(worker_seconds, 3),
+            "records_per_s": round(n_in / seconds, 1) if seconds > 0 else None,
+        }
+
+    def _close_stage(self, stage_dir: Path, summary: dict[str, Any]) -> None:
+        """Merge the shard rejects into rejects/<stage>.parquet, then mark the stage done."""
+        shard_rejects = sorted((stage_dir / REJECTS).glob("*.parquet"))
+        if shard_rejects:
+            merged = pl.concat([pl.read_parquet(p) for p in shard_rejects], how="diagonal_relaxed")
+            (self.run_dir / "rejects").mkdir(exist_ok=True)
+            write_parquet(merged, self.run_dir / "rejects" / f"{stage_dir.name}.parquet")
+        write_json(summary, stage_dir / SUCCESS)
+        shutil.rmtree(stage_dir / REJECTS, ignore_errors=True)
+        shutil.rmtree(stage_dir / DONE, ignore_errors=True)
+
+    def _record(self, name: str, stage_dir: Path, summary: dict[str, Any], resumed: bool = False) -> None:
+        # a resumed stage may have been finished by an earlier run of an older shape: check again
+        expected = self._expected_in()
+        if expected is not None and expected != summary["in"]:
+            raise ConservationError(f"stage '{name}' read {summary['in']} records but the previous stage kept {expected}")
+        self.stage_stats.append(summary)
+        self._write_stats(None, final=False)
+        self.reporter.stage_end(summary, resumed=resumed)
+
+    def _check_unique_ids(self, stage_dir: Path, parts: list[str], done: dict[str, dict]) -> None:
+        if not any(spec.id_field for spec in self.recipe.input):
+            return  # generated ids hash the source position: unique by construction
+        frames = [pl.read_parquet(stage_dir / f"{p}.parquet", columns=["id", "source"]) for p in parts]
+        if not frames:
+            return
+        ids = pl.concat(frames)
+        dup = ids.filter(pl.col("id").is_duplicated())
+        if len(dup):
+            first = dup["id"][0]
+            where = dup.filter(pl.col("id") == first)["source"].to_list()
+            raise InputError(
+                f"record id '{first}' appears {len(where)} times ({', '.join(where[:4])}); "
+                f"{dup['id'].n_unique()} ids are duplicated in all. Ids from id_field must be unique across inputs: "
+                f"fix the inputs or drop id_field to use generated ids."
+            )
+
+    def _write_stats(self, seconds: float | None, final: bool) -> dict[str, Any]:
+        stages = self.stage_stats
+        stats = {
+            "name": self.recipe.name,
+            "complete": final,
+            "records_in": stages[0]["in"] if stages else 0,
+            "records_out": stages[-1]["kept"] if stages else 0,
+            "rejected": sum(s["rejected"] for s in stages),
+            "conservation": "ok",
+            "stages": stages,
+        }
+        if seconds is not None:
+            stats["seconds"] = round(seconds, 3)
+        write_json(stats, self.run_dir / "stats.json")
+        return stats
+
+    def _write_output(self, last_dir: Path, parts: list[str]) -> None:
+        out = self.run_dir / "output"
+        tmp = self.run_dir / ".output.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        for p in parts:
+            src = last_dir / f"{p}.parquet"
+            if self.recipe.output.format == "jsonl":
+                write_jsonl(pl.read_parquet(src), tmp / f"{p}.jsonl")
+            else:
+                try:
+                    os.link(src, tmp / src.name)
+                except OSError:
+                    shutil.copyfile(src, tmp / src.name)
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
+
+
+def _make_dirs(stage_dir: Path) -> None:
+    (stage_dir / DONE).mkdir(parents=True, exist_ok=True)
+    (stage_dir / REJECTS).mkdir(parents=True, exist_ok=True)
+
+
+def _versions() -> dict[str, str]:
+    out = {"curate": __version__, "python": sys.version.split()[0], "platform": platform.platform()}
+    for pkg in _VERSIONED_PACKAGES:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def run_plan(plan: Plan, **kwargs: Any) -> dict[str, Any]:
+    return Runner(plan, **kwargs).run()
+
+
+def read_stats(run_dir: str | os.PathLike) -> dict[str, Any]:
+    path = Path(run_dir) / "stats.json"
+    if not path.exists():
+        raise InputError(f"'{run_dir}' is not a run directory (no stats.json). Run `curate run RECIPE` first.")
+    return json.loads(path.read_text())
+
+
+__all__ = ["Runner", "run_plan", "read_stats", "SUCCESS", "write_parquet"]

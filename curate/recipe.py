@@ -1,0 +1,240 @@
+"""Recipes: YAML -> validated plan, with errors that name the key and the fix.
+
+A recipe is validated completely before any work starts: unknown keys,
+unknown stage names, wrong types and impossible values are reported
+together, each with its location (``stages[2].min_words``) and, for typos,
+a "did you mean".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from curate.errors import RecipeError, did_you_mean
+from curate.io import InputSpec
+from curate.registry import Stage, get_stage, registered
+
+
+class RunSettings(BaseModel):
+    """How the run executes. ``workers`` does not change results, so it can differ on resume."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    workers: int | None = Field(default=None, ge=1)
+    """Worker processes (default: number of CPU cores)."""
+    shard_size: int = Field(default=10_000, ge=1)
+    """Records per shard (one Parquet part per shard per stage)."""
+    max_record_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
+    """Records larger than this are rejected at ingest as ``too_large``."""
+
+
+class OutputSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    run_dir: str | None = None
+    """Run directory (default: runs/<name>)."""
+    format: Literal["parquet", "jsonl"] = "parquet"
+    """Format of the final records written to <run_dir>/output/."""
+
+
+class Recipe(BaseModel):
+    """A whole recipe file."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    """Run name; the default run directory is runs/<name>."""
+    description: str = ""
+    seed: int = 0
+    """Seed for every stage that uses randomness (recorded in the manifest)."""
+    plugins: list[str] = []
+    """Modules (dotted names or .py paths) to import so their @stage classes register."""
+    input: list[InputSpec]
+    stages: list[dict[str, Any]] = []
+    run: RunSettings = RunSettings()
+    output: OutputSpec = OutputSpec()
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, (dict, str)) else v
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _bare_paths(cls, v: Any) -> Any:
+        return [{"path": x} if isinstance(x, str) else x for x in v] if isinstance(v, list) else v
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output.run_dir or f"runs/{self.name}")
+
+
+class Plan(BaseModel):
+    """A validated recipe with its stage objects built."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    recipe: Recipe
+    stages: list[Stage]
+
+    def stage_dirs(self) -> list[str]:
+        """Directory names: ``00_ingest``, ``01_normalize``, ..."""
+        return ["00_ingest"] + [f"{i:02d}_{s.name}" for i, s in enumerate(self.stages, 1)]
+
+    def fingerprint(self) -> str:
+        """Hash of everything that determines the output bytes (not workers, not run_dir)."""
+        r = self.recipe
+        canon = {
+            "input": [i.model_dump() for i in r.input],
+            "stages": [{"stage": s.name, "version": s.version, **s.model_dump(mode="json")} for s in self.stages],
+            "seed": r.seed,
+            "shard_size": r.run.shard_size,
+            "max_record_bytes": r.run.max_record_bytes,
+            "output_format": r.output.format,
+        }
+        return hashlib.sha256(json.dumps(canon, sort_keys=True).encode()).hexdigest()
+
+
+def load_plugins(plugins: list[str]) -> None:
+    """Import plugin modules so their stages register. Paths are relative to the cwd."""
+    for plugin in plugins:
+        if plugin.endswith(".py"):
+            path = Path(plugin)
+            if not path.exists():
+                raise RecipeError(f"plugins: file '{plugin}' does not exist.")
+            mod_name = f"curate_plugin_{path.stem}"
+            if mod_name in sys.modules:
+                continue
+            spec = importlib.util.spec_from_file_location(mod_name, path)
+            assert spec and spec.loader
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[mod_name] = module
+            spec.loader.exec_module(module)
+        else:
+            try:
+                importlib.import_module(plugin)
+            except ImportError as e:
+                raise RecipeError(f"plugins: cannot import '{plugin}': {e}") from None
+
+
+def load_recipe(source: str | os.PathLike | dict[str, Any], overrides: dict[str, Any] | None = None) -> Plan:
+    """Parse and validate a recipe (a YAML path or a dict). Raises RecipeError listing every problem."""
+    where = str(source) if not isinstance(source, dict) else "<recipe>"
+    if isinstance(source, dict):
+        data = source
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise RecipeError(f"recipe '{path}' does not exist.")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            raise RecipeError(f"{where}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{where}: a recipe is a mapping with keys name, input, stages, ...")
+    data = {**data, **(overrides or {})}
+
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as e:
+        raise RecipeError(format_validation_error(e, where, Recipe)) from None
+
+    load_plugins(recipe.plugins)
+    problems: list[str] = []
+    stages: list[Stage] = []
+    for i, entry in enumerate(recipe.stages):
+        built = _build_stage(entry, f"stages[{i}]", problems)
+        if built is not None:
+            stages.append(built)
+    if problems:
+        raise RecipeError(f"{where}: invalid recipe:\n" + "\n".join(f"  - {p}" for p in problems))
+    return Plan(recipe=recipe, stages=stages)
+
+
+def _build_stage(entry: Any, loc: str, problems: list[str]) -> Stage | None:
+    if isinstance(entry, str):
+        entry = {"stage": entry}
+    if not isinstance(entry, dict) or "stage" not in entry:
+        problems.append(f"{loc}: each stage is a mapping with a `stage:` key naming it, e.g. `- stage: normalize`")
+        return None
+    name = entry["stage"]
+    params = {k: v for k, v in entry.items() if k != "stage"}
+    try:
+        cls = get_stage(str(name))
+    except RecipeError as e:
+        problems.append(f"{loc}.stage: {e}")
+        return None
+    try:
+        return cls.model_validate(params)
+    except ValidationError as e:
+        problems.extend(_error_lines(e, f"{loc} ({name})", cls))
+        return None
+
+
+def format_validation_error(e: ValidationError, where: str, model: type[BaseModel]) -> str:
+    return f"{where}: invalid recipe:\n" + "\n".join(f"  - {p}" for p in _error_lines(e, "", model))
+
+
+def _error_lines(e: ValidationError, prefix: str, model: type[BaseModel]) -> list[str]:
+    lines = []
+    for err in e.errors():
+        loc = _loc(prefix, err["loc"])
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            key = str(err["loc"][-1])
+            allowed = _allowed_keys(model, err["loc"][:-1])
+            hint = did_you_mean(key, allowed) or (f" Allowed keys: {', '.join(allowed)}." if allowed else "")
+            lines.append(f"{loc}: unknown key '{key}'.{hint}")
+        elif kind == "missing":
+            lines.append(f"{loc}: required key is missing.")
+        else:
+            got = err.get("input")
+            shown = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
+            lines.append(f"{loc}: {err['msg']} (got {shown}).")
+    return lines
+
+
+def _loc(prefix: str, loc: tuple) -> str:
+    out = prefix
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<recipe>"
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Walk the model along ``loc`` to list the keys valid at that point."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        current = _model_of(field.annotation)
+        if current is None:
+            return []
+    return list(getattr(current, "model_fields", {}))
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def stage_names() -> list[str]:
+    return list(registered())

@@ -1,0 +1,106 @@
+"""The record schema and stable record ids.
+
+A dataset flows through the pipeline as polars DataFrames ("batches") with
+these core columns:
+
+``id``      stable id: a content hash bound to the source position, or the
+            user's own id when the recipe maps ``id_field``
+``text``    the document text (UTF-8)
+``source``  where the record came from: ``path:line`` / ``path#row=N``
+``meta``    JSON object (as a string) with every input field that was not
+            mapped to a core column, so nothing from the input is lost
+``audit``   list of ``stage:detail`` strings, appended by stages that change
+            the record (never holds raw PII)
+
+``meta`` is a JSON string rather than an Arrow struct on purpose: free-form
+fields differ between files and shards, and a struct column would force a
+schema union (and type conflicts) across every part of a run.
+
+Rejected rows keep all their columns and add ``stage``, ``reason`` and
+``detail``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import polars as pl
+import xxhash
+
+CORE_COLUMNS = ("id", "text", "source", "meta", "audit")
+REJECT_COLUMNS = ("stage", "reason", "detail")
+
+SCHEMA: dict[str, pl.DataType] = {
+    "id": pl.String(),
+    "text": pl.String(),
+    "source": pl.String(),
+    "meta": pl.String(),
+    "audit": pl.List(pl.String()),
+}
+
+
+def record_id(source: str, text: str) -> str:
+    """A stable 16-hex-digit id from the record's source position and content.
+
+    The same file read twice gives the same ids; the same text at two
+    positions gives two ids (exact dedup decides about those, not ingest).
+    """
+    h = xxhash.xxh3_64()
+    h.update(source.encode("utf-8", "surrogatepass"))
+    h.update(b"\x00")
+    h.update(text.encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
+def encode_meta(fields: dict[str, Any]) -> str:
+    """Serialise unmapped input fields; sorted keys keep bytes stable."""
+    if not fields:
+        return "{}"
+    return json.dumps(fields, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def empty_batch() -> pl.DataFrame:
+    return pl.DataFrame(schema=SCHEMA)
+
+
+def make_batch(rows: dict[str, list]) -> pl.DataFrame:
+    """Build a batch from column lists, with the core schema enforced."""
+    n = len(rows["text"])
+    cols = {
+        "id": rows["id"],
+        "text": rows["text"],
+        "source": rows["source"],
+        "meta": rows.get("meta") or ["{}"] * n,
+        "audit": rows.get("audit") or [[] for _ in range(n)],
+    }
+    return pl.DataFrame(cols, schema=SCHEMA)
+
+
+def with_reason(
+    batch: pl.DataFrame, stage: str, reason: str | pl.Expr, detail: str | pl.Expr | None = None
+) -> pl.DataFrame:
+    """Mark rows as rejected by ``stage`` for ``reason`` (a literal or an expression)."""
+    reason_expr = pl.lit(reason) if isinstance(reason, str) else reason
+    if detail is None:
+        detail_expr = pl.lit(None, dtype=pl.String)
+    elif isinstance(detail, str):
+        detail_expr = pl.lit(detail)
+    else:
+        detail_expr = detail
+    return batch.with_columns(
+        pl.lit(stage).alias("stage"),
+        reason_expr.cast(pl.String).alias("reason"),
+        detail_expr.cast(pl.String).alias("detail"),
+    )
+
+
+def append_audit(batch: pl.DataFrame, changed: pl.Series | pl.Expr, entry: str | pl.Expr) -> pl.DataFrame:
+    """Append ``entry`` to the audit list of rows where ``changed`` is true."""
+    entry_expr = pl.lit(entry) if isinstance(entry, str) else entry
+    return batch.with_columns(
+        pl.when(changed)
+        .then(pl.col("audit").list.concat(pl.concat_list(entry_expr)))
+        .otherwise(pl.col("audit"))
+        .alias("audit")
+    )

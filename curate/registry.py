@@ -1,0 +1,160 @@
+"""Stage base classes and the registry that lets recipes name stages by string.
+
+A stage is a pydantic model: its fields are the recipe parameters (validated,
+typed, with "did you mean" on typos) and the docstring under each field is the
+help text that ``curate stages`` prints.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict
+
+from curate.errors import RecipeError, did_you_mean
+
+# Modules holding the built-in stages; imported on first registry lookup so
+# `import curate` stays cheap.
+BUILTIN_STAGE_MODULES = (
+    "curate.stages.normalize",
+    "curate.stages.quality",
+    "curate.stages.dedup",
+)
+
+_REGISTRY: dict[str, type[Stage]] = {}
+_builtins_loaded = False
+
+
+@dataclass
+class Split:
+    """What a stage returns for one batch.
+
+    ``rejected`` rows must carry ``reason`` (and may carry ``detail``); use
+    :func:`curate.records.with_reason`. ``modified`` counts kept rows whose
+    content the stage changed; ``counters`` are extra per-stage statistics
+    (summed over shards into ``stats.json``).
+    """
+
+    kept: pl.DataFrame
+    rejected: pl.DataFrame
+    modified: int = 0
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Decisions:
+    """Result of a global stage's reduce: which ids to reject, and why.
+
+    ``rejects`` has columns ``id``, ``reason``, ``detail`` and any extra
+    columns to attach to rejected rows (e.g. ``duplicate_of``).
+    """
+
+    rejects: pl.DataFrame
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class Stage(BaseModel):
+    """A per-batch stage: ``process(batch) -> Split``. Pure given its config."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    name: ClassVar[str] = ""
+    #: bump when the stage's output for the same input and config changes,
+    #: so resumed runs don't mix outputs of two versions
+    version: ClassVar[str] = "1"
+
+    def setup(self) -> None:
+        """Load heavy resources. Called once per worker before the first batch."""
+
+    def process(self, batch: pl.DataFrame) -> Split:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class GlobalStage(Stage):
+    """A stage that needs a global view, run in three phases by the runner.
+
+    1. ``keys(batch)`` per shard -> compact keys (``id``, ``_order`` and
+       whatever the stage needs, never the full text);
+    2. ``decide(all_keys)`` once -> :class:`Decisions`;
+    3. ``apply`` per shard: rows whose id is in ``Decisions.rejects`` are
+       rejected with the reason (and extra columns) given there.
+    """
+
+    def keys(self, batch: pl.DataFrame) -> pl.DataFrame:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def decide(self, keys: pl.DataFrame) -> Decisions:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def process(self, batch: pl.DataFrame) -> Split:
+        raise TypeError(f"{self.name} is a global stage; the runner calls keys/decide/apply")
+
+
+def stage(name: str):
+    """Class decorator: register a stage under ``name`` (as used in recipes)."""
+
+    def register(cls: type[Stage]) -> type[Stage]:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"stage name {name!r} is already registered by {_REGISTRY[name].__module__}")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return register
+
+
+def _load_builtins() -> None:
+    global _builtins_loaded
+    if not _builtins_loaded:
+        _builtins_loaded = True
+        for module in BUILTIN_STAGE_MODULES:
+            importlib.import_module(module)
+
+
+def registered() -> dict[str, type[Stage]]:
+    """All registered stages by name (built-ins plus any imported plugins)."""
+    _load_builtins()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get_stage(name: str) -> type[Stage]:
+    _load_builtins()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise RecipeError(
+            f"unknown stage '{name}'.{did_you_mean(name, _REGISTRY)} "
+            f"Run `curate stages` to list the {len(_REGISTRY)} registered stages."
+        ) from None
+
+
+def describe(cls: type[Stage]) -> dict[str, Any]:
+    """Name, summary and parameters of a stage, for `curate stages` and docs."""
+    doc = (cls.__doc__ or "").strip()
+    params = []
+    for pname, info in cls.model_fields.items():
+        default = None if info.is_required() else info.get_default(call_default_factory=True)
+        params.append(
+            {
+                "name": pname,
+                "type": _type_name(info.annotation),
+                "default": default,
+                "required": info.is_required(),
+                "help": (info.description or "").strip(),
+            }
+        )
+    return {
+        "name": cls.name,
+        "kind": "global" if issubclass(cls, GlobalStage) else "batch",
+        "summary": doc.splitlines()[0] if doc else "",
+        "doc": doc,
+        "params": params,
+    }
+
+
+def _type_name(annotation: Any) -> str:
+    name = getattr(annotation, "__name__", None)
+    return name if name and not getattr(annotation, "__args__", None) else str(annotation).replace("typing.", "")
