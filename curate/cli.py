@@ -65,7 +65,9 @@ def main(ctx: click.Context, quiet: bool, log_format: str) -> None:
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("--force", is_flag=True, help="Delete an existing run directory and start over.")
-@click.option("-w", "--workers", type=click.IntRange(min=1), help="Worker processes (default: recipe run.workers or CPU count).")
+@click.option(
+    "-w", "--workers", type=click.IntRange(min=1), help="Worker processes (default: recipe run.workers or CPU count)."
+)
 @click.option("--run-dir", help="Write the run here instead of output.run_dir / runs/<name>.")
 @click.option("--dry-run", is_flag=True, help="Validate the recipe and inputs, print the plan, do no work.")
 @click.pass_context
@@ -100,7 +102,12 @@ def run(ctx: click.Context, recipe: str, force: bool, workers: int | None, run_d
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--out", "run_dir", required=True, help="Run directory to write.")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "parquet", "csv", "text", "hf_disk", "hf"]), help="Input format (default: from the extension).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "parquet", "csv", "text", "hf_disk", "hf"]),
+    help="Input format (default: from the extension).",
+)
 @click.option("--text-field", default="text", show_default=True, help="Field holding the text.")
 @click.option("--id-field", help="Field holding your own unique record id.")
 @click.option("--output-format", type=click.Choice(["parquet", "jsonl"]), default="parquet", show_default=True)
@@ -108,8 +115,17 @@ def run(ctx: click.Context, recipe: str, force: bool, workers: int | None, run_d
 @click.option("-w", "--workers", type=click.IntRange(min=1))
 @click.pass_context
 @_handle_errors
-def ingest(ctx: click.Context, inputs: tuple[str, ...], run_dir: str, fmt: str | None, text_field: str,
-           id_field: str | None, output_format: str, force: bool, workers: int | None) -> None:
+def ingest(
+    ctx: click.Context,
+    inputs: tuple[str, ...],
+    run_dir: str,
+    fmt: str | None,
+    text_field: str,
+    id_field: str | None,
+    output_format: str,
+    force: bool,
+    workers: int | None,
+) -> None:
     """Read INPUTS into a run directory of Parquet records, quarantining bad rows.
 
     \b
@@ -152,8 +168,8 @@ def stages(name: str | None, as_json: bool) -> None:
     console = Console()
     for d in described:
         console.print(f"[bold cyan]{d['name']}[/] [dim]({d['kind']})[/]  {d['summary']}")
-        if name:
-            console.print(d["doc"], highlight=False)
+        if name and "\n" in d["doc"]:
+            console.print(d["doc"].split("\n", 1)[1].strip(), highlight=False)
         table = Table(show_header=bool(d["params"]), box=None, padding=(0, 2))
         for col in ("param", "type", "default", "help"):
             table.add_column(col, overflow="fold")
@@ -196,7 +212,10 @@ def inspect(run_dir: str, as_json: bool, show_rejects: int) -> None:
             console.print(f"[bold]{path.name}[/] ({len(df)} rows)")
             for row in df.group_by("reason", maintain_order=True).head(show_rejects).iter_rows(named=True):
                 preview = (row["text"] or "").replace("\n", " ")[:80]
-                console.print(f"  {row['reason']:<16} {row['source']:<40} {row['detail'] or ''}  [dim]{preview!r}[/]", highlight=False)
+                console.print(
+                    f"  {row['reason']:<16} {row['source']:<40} {row['detail'] or ''}  [dim]{preview!r}[/]",
+                    highlight=False,
+                )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -155,7 +155,9 @@ def _write_rejects(stage_dir: Path, part: str, rejected: pl.DataFrame) -> None:
         write_parquet(rejected, stage_dir / REJECTS / f"{part}.parquet")
 
 
-def ingest_task(spec_json: str, label: str, task: int, stage_dir: str, max_record_bytes: int, shard_size: int) -> dict[str, Any]:
+def ingest_task(
+    spec_json: str, label: str, task: int, stage_dir: str, max_record_bytes: int, shard_size: int
+) -> dict[str, Any]:
     """Read one input into parts ``part-<task>-<k>.parquet``; rejects into one file."""
     t0 = time.perf_counter()
     spec = InputSpec.model_validate_json(spec_json)
@@ -211,7 +213,9 @@ def keys_task(stage: GlobalStage, index: int, part: str, in_dir: str, stage_dir:
     keys = keys.with_columns(order.alias("_order"))
     out = Path(stage_dir) / KEYS
     write_parquet(keys, out / f"{part}.parquet")
-    write_json({"part": part, "rows": len(keys), "seconds": round(time.perf_counter() - t0, 4)}, out / DONE / f"{part}.json")
+    write_json(
+        {"part": part, "rows": len(keys), "seconds": round(time.perf_counter() - t0, 4)}, out / DONE / f"{part}.json"
+    )
     return {"part": part, "in": len(batch)}
 
 

@@ -195,7 +195,14 @@ class _Collector:
 
     def reject(self, source: str, text: str, reason: str, detail: str, meta: str = "{}") -> None:
         self.rejects.append(
-            {"id": record_id(source, text), "text": text, "source": source, "meta": meta, "reason": reason, "detail": detail}
+            {
+                "id": record_id(source, text),
+                "text": text,
+                "source": source,
+                "meta": meta,
+                "reason": reason,
+                "detail": detail,
+            }
         )
 
     def add(self, obj: Any, source: str, raw: str) -> None:
@@ -215,7 +222,11 @@ class _Collector:
             return
         if not isinstance(text, str):
             self.reject(
-                source, raw, "wrong_type", f"text field '{spec.text_field}' is {type(text).__name__}, expected string", meta
+                source,
+                raw,
+                "wrong_type",
+                f"text field '{spec.text_field}' is {type(text).__name__}, expected string",
+                meta,
             )
             return
         rid = record_id(source, text)
@@ -226,7 +237,11 @@ class _Collector:
                 return
             if isinstance(user_id, bool) or not isinstance(user_id, (str, int)):
                 self.reject(
-                    source, raw, "wrong_type", f"id field '{spec.id_field}' is {type(user_id).__name__}, expected string or integer", meta
+                    source,
+                    raw,
+                    "wrong_type",
+                    f"id field '{spec.id_field}' is {type(user_id).__name__}, expected string or integer",
+                    meta,
                 )
                 return
             rid = str(user_id)
@@ -235,7 +250,9 @@ class _Collector:
             return
         size = len(text.encode("utf-8", "surrogatepass"))
         if size > self.max_record_bytes:
-            self.reject(source, text, "too_large", f"text is {size} bytes > max_record_bytes {self.max_record_bytes}", meta)
+            self.reject(
+                source, text, "too_large", f"text is {size} bytes > max_record_bytes {self.max_record_bytes}", meta
+            )
             return
         rows = self.rows
         rows["id"].append(rid)
@@ -318,7 +335,8 @@ def _open_binary(path: Path) -> io.BufferedIOBase:
     if name.endswith(".zst"):
         import zstandard
 
-        return zstandard.open(path, "rb")  # type: ignore[return-value]
+        # the zstd reader has no readline(); a BufferedReader on top gives line iteration
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb")))  # type: ignore[arg-type]
     return open(path, "rb")
 
 
@@ -382,10 +400,14 @@ def _read_csv(spec: InputSpec, label: str, max_record_bytes: int, batch_size: in
             if len(row) != len(header):
                 if not any(cell.strip() for cell in row):
                     continue  # a blank line between rows is layout, not a record
-                c.reject(source, _surrogates_lossy(raw_row), "malformed_row", f"{len(row)} fields, header has {len(header)}")
+                c.reject(
+                    source, _surrogates_lossy(raw_row), "malformed_row", f"{len(row)} fields, header has {len(header)}"
+                )
             elif _has_surrogates(raw_row):
                 bad = next(h for h, cell in zip(header, row) if _has_surrogates(cell))
-                c.reject(source, _surrogates_lossy(raw_row), "invalid_utf8", f"field '{bad}' holds bytes that are not UTF-8")
+                c.reject(
+                    source, _surrogates_lossy(raw_row), "invalid_utf8", f"field '{bad}' holds bytes that are not UTF-8"
+                )
             else:
                 c.add(dict(zip(header, row)), source, raw_row)
             if c.full():
@@ -409,7 +431,9 @@ def _read_text(spec: InputSpec, label: str, max_record_bytes: int, batch_size: i
         source = f"{label.rstrip('/')}/{rel}" if root.is_dir() else label
         data = f.read_bytes()
         if len(data) > max_record_bytes:
-            c.reject(source, _lossy(data), "too_large", f"file is {len(data)} bytes > max_record_bytes {max_record_bytes}")
+            c.reject(
+                source, _lossy(data), "too_large", f"file is {len(data)} bytes > max_record_bytes {max_record_bytes}"
+            )
         else:
             try:
                 text = data.decode("utf-8")
@@ -463,7 +487,9 @@ def load_hf_table(spec: InputSpec) -> pa.Table:
     return ds.flatten_indices().data.table if ds._indices is not None else ds.data.table
 
 
-def _map_arrow(table: pa.Table, spec: InputSpec, label: str, offset: int, max_record_bytes: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _map_arrow(
+    table: pa.Table, spec: InputSpec, label: str, offset: int, max_record_bytes: int
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Vectorised field mapping for columnar inputs (Parquet, HF datasets)."""
     df = pl.from_arrow(table)
     assert isinstance(df, pl.DataFrame)
@@ -482,25 +508,39 @@ def _map_arrow(table: pa.Table, spec: InputSpec, label: str, offset: int, max_re
         source.alias("source"),
         meta.alias("meta"),
         (pl.col(spec.id_field).cast(pl.String) if spec.id_field else pl.lit(None, pl.String)).alias("_user_id"),
-        pl.lit(spec.id_field is None or df.schema[spec.id_field] in (pl.String, pl.Int64, pl.Int32, pl.UInt64, pl.UInt32)).alias("_id_ok"),
+        pl.lit(
+            spec.id_field is None or df.schema[spec.id_field] in (pl.String, pl.Int64, pl.Int32, pl.UInt64, pl.UInt32)
+        ).alias("_id_ok"),
         pl.col(spec.text_field).is_null().alias("_null"),
     )
     size = pl.col("text").str.len_bytes()
     reason = (
-        pl.when(pl.col("_null")).then(pl.lit("missing_field"))
-        .when(pl.lit(not text_ok)).then(pl.lit("wrong_type"))
-        .when(pl.lit(spec.id_field is not None) & pl.col("_user_id").is_null()).then(pl.lit("missing_field"))
-        .when(~pl.col("_id_ok")).then(pl.lit("wrong_type"))
-        .when(pl.col("text").str.strip_chars() == "").then(pl.lit("empty_text"))
-        .when(size > max_record_bytes).then(pl.lit("too_large"))
+        pl.when(pl.col("_null"))
+        .then(pl.lit("missing_field"))
+        .when(pl.lit(not text_ok))
+        .then(pl.lit("wrong_type"))
+        .when(pl.lit(spec.id_field is not None) & pl.col("_user_id").is_null())
+        .then(pl.lit("missing_field"))
+        .when(~pl.col("_id_ok"))
+        .then(pl.lit("wrong_type"))
+        .when(pl.col("text").str.strip_chars() == "")
+        .then(pl.lit("empty_text"))
+        .when(size > max_record_bytes)
+        .then(pl.lit("too_large"))
     )
     detail = (
-        pl.when(pl.col("_null")).then(pl.lit(f"text field '{spec.text_field}' is null"))
-        .when(pl.lit(not text_ok)).then(pl.lit(f"text column '{spec.text_field}' has type {text_dtype}, expected string"))
-        .when(pl.lit(spec.id_field is not None) & pl.col("_user_id").is_null()).then(pl.lit(f"id field '{spec.id_field}' is null"))
-        .when(~pl.col("_id_ok")).then(pl.lit(f"id column '{spec.id_field}' is not a string or integer column"))
-        .when(pl.col("text").str.strip_chars() == "").then(pl.lit("text is empty or whitespace only"))
-        .when(size > max_record_bytes).then(size.cast(pl.String) + pl.lit(f" bytes > max_record_bytes {max_record_bytes}"))
+        pl.when(pl.col("_null"))
+        .then(pl.lit(f"text field '{spec.text_field}' is null"))
+        .when(pl.lit(not text_ok))
+        .then(pl.lit(f"text column '{spec.text_field}' has type {text_dtype}, expected string"))
+        .when(pl.lit(spec.id_field is not None) & pl.col("_user_id").is_null())
+        .then(pl.lit(f"id field '{spec.id_field}' is null"))
+        .when(~pl.col("_id_ok"))
+        .then(pl.lit(f"id column '{spec.id_field}' is not a string or integer column"))
+        .when(pl.col("text").str.strip_chars() == "")
+        .then(pl.lit("text is empty or whitespace only"))
+        .when(size > max_record_bytes)
+        .then(size.cast(pl.String) + pl.lit(f" bytes > max_record_bytes {max_record_bytes}"))
     )
     out = out.with_columns(reason.alias("reason"), detail.alias("detail"), pl.col("text").fill_null(""))
     ids = [

@@ -57,7 +57,9 @@ _VERSIONED_PACKAGES = ("polars", "pyarrow", "pydantic", "ftfy", "xxhash", "datas
 class Runner:
     """Executes a :class:`Plan` into its run directory."""
 
-    def __init__(self, plan: Plan, *, force: bool = False, workers: int | None = None, reporter: Reporter | None = None):
+    def __init__(
+        self, plan: Plan, *, force: bool = False, workers: int | None = None, reporter: Reporter | None = None
+    ):
         self.plan = plan
         self.recipe = plan.recipe
         self.run_dir = self.recipe.run_dir
@@ -177,7 +179,9 @@ class Runner:
         self._close_stage(stage_dir, summary)
         self._record(stage.name, stage_dir, summary)
 
-    def _global_stage(self, ex: LocalExecutor, stage: GlobalStage, parts: list[str], in_dir: Path, stage_dir: Path) -> None:
+    def _global_stage(
+        self, ex: LocalExecutor, stage: GlobalStage, parts: list[str], in_dir: Path, stage_dir: Path
+    ) -> None:
         if self._skip_done(stage.name, stage_dir):
             return
         _make_dirs(stage_dir)
@@ -196,7 +200,11 @@ class Runner:
             t_decide = time.perf_counter()
             keys = pl.concat([pl.read_parquet(keys_dir / f"{p}.parquet") for p in parts]) if parts else None
             decisions = stage.decide(keys) if keys is not None else None
-            rejects = decisions.rejects if decisions else pl.DataFrame(schema={"id": pl.String, "reason": pl.String, "detail": pl.String})
+            rejects = (
+                decisions.rejects
+                if decisions
+                else pl.DataFrame(schema={"id": pl.String, "reason": pl.String, "detail": pl.String})
+            )
             write_parquet(rejects, decisions_path)
             write_json(
                 {"stats": decisions.stats if decisions else {}, "seconds": round(time.perf_counter() - t_decide, 4)},
@@ -276,7 +284,9 @@ class Runner:
         # a resumed stage may have been finished by an earlier run of an older shape: check again
         expected = self._expected_in()
         if expected is not None and expected != summary["in"]:
-            raise ConservationError(f"stage '{name}' read {summary['in']} records but the previous stage kept {expected}")
+            raise ConservationError(
+                f"stage '{name}' read {summary['in']} records but the previous stage kept {expected}"
+            )
         self.stage_stats.append(summary)
         self._write_stats(None, final=False)
         self.reporter.stage_end(summary, resumed=resumed)

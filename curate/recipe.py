@@ -60,18 +60,16 @@ class Recipe(BaseModel):
     plugins: list[str] = []
     """Modules (dotted names or .py paths) to import so their @stage classes register."""
     input: list[InputSpec]
-    stages: list[dict[str, Any]] = []
+    stages: list[dict[str, Any] | str] = []
+    """Stages in order: `- stage: NAME` plus its parameters, or just `- NAME`."""
     run: RunSettings = RunSettings()
     output: OutputSpec = OutputSpec()
 
     @field_validator("input", mode="before")
     @classmethod
-    def _one_or_many(cls, v: Any) -> Any:
-        return [v] if isinstance(v, (dict, str)) else v
-
-    @field_validator("input", mode="before")
-    @classmethod
-    def _bare_paths(cls, v: Any) -> Any:
+    def _one_or_many_paths(cls, v: Any) -> Any:
+        """Accept one input or a list, and a bare path for ``{path: ...}``."""
+        v = [v] if isinstance(v, (dict, str)) else v
         return [{"path": x} if isinstance(x, str) else x for x in v] if isinstance(v, list) else v
 
     @property

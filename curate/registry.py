@@ -8,6 +8,7 @@ help text that ``curate stages`` prints.
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -133,7 +134,7 @@ def get_stage(name: str) -> type[Stage]:
 
 def describe(cls: type[Stage]) -> dict[str, Any]:
     """Name, summary and parameters of a stage, for `curate stages` and docs."""
-    doc = (cls.__doc__ or "").strip()
+    doc = inspect.cleandoc(cls.__doc__ or "")
     params = []
     for pname, info in cls.model_fields.items():
         default = None if info.is_required() else info.get_default(call_default_factory=True)

@@ -30,58 +30,165 @@ LAST = (
     "Robinson Walker Young Allen King Wright Scott Torres Nguyen Hill Flores Green Adams Nelson Baker Hall Rivera "
     "Okafor Tanaka Kowalski Lindqvist Haddad Moreau Rossi Schmidt Novak Petrov Chen Patel Osei Fernandes"
 ).split()
-STREETS = "Oak Maple Cedar Pine Elm Walnut Birch Willow Chestnut Spruce Hawthorn Juniper Laurel Magnolia Sycamore".split()
+STREETS = (
+    "Oak Maple Cedar Pine Elm Walnut Birch Willow Chestnut Spruce Hawthorn Juniper Laurel Magnolia Sycamore".split()
+)
 STREET_KINDS = ["Street", "Avenue", "Road", "Lane", "Drive", "Court", "Boulevard", "Way"]
 CITIES = [
-    ("Springfield", "IL", "627"), ("Riverton", "WY", "825"), ("Fairview", "OR", "970"), ("Madison", "WI", "537"),
-    ("Georgetown", "TX", "786"), ("Clinton", "IA", "527"), ("Salem", "MA", "019"), ("Franklin", "TN", "370"),
-    ("Greenville", "SC", "296"), ("Bristol", "CT", "060"), ("Arlington", "VA", "222"), ("Dover", "DE", "199"),
+    ("Springfield", "IL", "627"),
+    ("Riverton", "WY", "825"),
+    ("Fairview", "OR", "970"),
+    ("Madison", "WI", "537"),
+    ("Georgetown", "TX", "786"),
+    ("Clinton", "IA", "527"),
+    ("Salem", "MA", "019"),
+    ("Franklin", "TN", "370"),
+    ("Greenville", "SC", "296"),
+    ("Bristol", "CT", "060"),
+    ("Arlington", "VA", "222"),
+    ("Dover", "DE", "199"),
 ]
-HOSPITALS = ["St. Brigid Medical Center", "Lakeside General Hospital", "Northfield Community Clinic",
-             "Mercy Valley Hospital", "Harborview Family Practice", "Pine Ridge Regional Medical Center"]
-CONDITIONS = ["community-acquired pneumonia", "type 2 diabetes mellitus", "acute appendicitis", "atrial fibrillation",
-              "congestive heart failure", "a closed fracture of the left radius", "cellulitis of the right leg",
-              "an asthma exacerbation", "chronic kidney disease stage 3", "a urinary tract infection",
-              "migraine without aura", "hypertension", "iron deficiency anaemia", "acute bronchitis"]
-MEDS = ["amoxicillin 500 mg three times daily", "metformin 1000 mg twice daily", "apixaban 5 mg twice daily",
-        "furosemide 40 mg once daily", "lisinopril 10 mg once daily", "ibuprofen 400 mg as needed",
-        "albuterol inhaler two puffs every four hours", "ferrous sulfate 325 mg daily", "cephalexin 500 mg four times daily"]
-FINDINGS = ["Vital signs were stable on arrival.", "The patient was afebrile and alert.",
-            "Chest examination revealed crackles at the right base.", "Blood glucose was elevated at admission.",
-            "An ECG showed an irregularly irregular rhythm.", "Swelling and redness were noted over the affected area.",
-            "Laboratory results showed a mild leukocytosis.", "Oxygen saturation was 94 percent on room air.",
-            "There was tenderness in the right lower quadrant.", "Renal function was reduced compared with last year."]
-PLANS = ["Follow up in the outpatient clinic in two weeks.", "Repeat blood tests in one week.",
-         "Return to the emergency department if symptoms worsen.", "Continue current medication and monitor at home.",
-         "Referral to physiotherapy has been arranged.", "Dietary advice was given and a leaflet provided."]
+HOSPITALS = [
+    "St. Brigid Medical Center",
+    "Lakeside General Hospital",
+    "Northfield Community Clinic",
+    "Mercy Valley Hospital",
+    "Harborview Family Practice",
+    "Pine Ridge Regional Medical Center",
+]
+CONDITIONS = [
+    "community-acquired pneumonia",
+    "type 2 diabetes mellitus",
+    "acute appendicitis",
+    "atrial fibrillation",
+    "congestive heart failure",
+    "a closed fracture of the left radius",
+    "cellulitis of the right leg",
+    "an asthma exacerbation",
+    "chronic kidney disease stage 3",
+    "a urinary tract infection",
+    "migraine without aura",
+    "hypertension",
+    "iron deficiency anaemia",
+    "acute bronchitis",
+]
+MEDS = [
+    "amoxicillin 500 mg three times daily",
+    "metformin 1000 mg twice daily",
+    "apixaban 5 mg twice daily",
+    "furosemide 40 mg once daily",
+    "lisinopril 10 mg once daily",
+    "ibuprofen 400 mg as needed",
+    "albuterol inhaler two puffs every four hours",
+    "ferrous sulfate 325 mg daily",
+    "cephalexin 500 mg four times daily",
+]
+FINDINGS = [
+    "Vital signs were stable on arrival.",
+    "The patient was afebrile and alert.",
+    "Chest examination revealed crackles at the right base.",
+    "Blood glucose was elevated at admission.",
+    "An ECG showed an irregularly irregular rhythm.",
+    "Swelling and redness were noted over the affected area.",
+    "Laboratory results showed a mild leukocytosis.",
+    "Oxygen saturation was 94 percent on room air.",
+    "There was tenderness in the right lower quadrant.",
+    "Renal function was reduced compared with last year.",
+]
+PLANS = [
+    "Follow up in the outpatient clinic in two weeks.",
+    "Repeat blood tests in one week.",
+    "Return to the emergency department if symptoms worsen.",
+    "Continue current medication and monitor at home.",
+    "Referral to physiotherapy has been arranged.",
+    "Dietary advice was given and a leaflet provided.",
+]
 
-PRODUCTS = ["router", "laptop", "mobile app", "smart thermostat", "printer", "subscription", "wireless headset",
-            "tablet", "online account", "backup service", "security camera", "fitness tracker"]
-PROBLEMS = ["keeps disconnecting every few minutes", "will not turn on after the latest update",
-            "charges my card twice each month", "shows an error when I try to log in",
-            "is very slow since yesterday", "lost all my saved settings", "does not sync with my phone",
-            "makes a loud clicking noise", "sends me emails I never asked for", "cannot find my order history"]
-ASKS = ["Could you please look into this as soon as possible?", "I would like a refund if this cannot be fixed.",
-        "Please call me back when you have an update.", "Is there a workaround I can use in the meantime?",
-        "I have already tried restarting it twice.", "This is the third time I am contacting support about it."]
+PRODUCTS = [
+    "router",
+    "laptop",
+    "mobile app",
+    "smart thermostat",
+    "printer",
+    "subscription",
+    "wireless headset",
+    "tablet",
+    "online account",
+    "backup service",
+    "security camera",
+    "fitness tracker",
+]
+PROBLEMS = [
+    "keeps disconnecting every few minutes",
+    "will not turn on after the latest update",
+    "charges my card twice each month",
+    "shows an error when I try to log in",
+    "is very slow since yesterday",
+    "lost all my saved settings",
+    "does not sync with my phone",
+    "makes a loud clicking noise",
+    "sends me emails I never asked for",
+    "cannot find my order history",
+]
+ASKS = [
+    "Could you please look into this as soon as possible?",
+    "I would like a refund if this cannot be fixed.",
+    "Please call me back when you have an update.",
+    "Is there a workaround I can use in the meantime?",
+    "I have already tried restarting it twice.",
+    "This is the third time I am contacting support about it.",
+]
 
-GENDERED_ROLES = ["chairman", "salesman", "fireman", "policeman", "mailman", "businessman", "stewardess",
-                  "foreman", "spokesman", "cameraman", "waitress", "headmaster", "workman", "craftsman",
-                  "congressman", "anchorman", "repairman", "deliveryman", "handyman", "actress"]
-JOB_DUTIES = ["review the quarterly reports", "train new staff", "meet with clients each week",
-              "answer questions from the public", "keep the equipment in good order", "plan the monthly schedule",
-              "write a short summary after each shift", "lead the safety briefing", "handle complaints politely"]
+GENDERED_ROLES = [
+    "chairman",
+    "salesman",
+    "fireman",
+    "policeman",
+    "mailman",
+    "businessman",
+    "stewardess",
+    "foreman",
+    "spokesman",
+    "cameraman",
+    "waitress",
+    "headmaster",
+    "workman",
+    "craftsman",
+    "congressman",
+    "anchorman",
+    "repairman",
+    "deliveryman",
+    "handyman",
+    "actress",
+]
+JOB_DUTIES = [
+    "review the quarterly reports",
+    "train new staff",
+    "meet with clients each week",
+    "answer questions from the public",
+    "keep the equipment in good order",
+    "plan the monthly schedule",
+    "write a short summary after each shift",
+    "lead the safety briefing",
+    "handle complaints politely",
+]
 
 # A small English grammar for benchmark corpora: varied enough that unrelated
 # documents share few 5-grams, plain enough to read.
 DET = "the a this that every each some one another".split()
-ADJ = ("quick quiet large small early late bright dark careful simple complex local global recent ancient modern "
-       "useful rare common heavy light warm cold narrow wide strong weak clear hidden public private formal").split()
-NOUN = ("river city engineer report market teacher garden system signal village doctor machine letter storm "
-        "library harbor student council bridge museum farmer kitchen network window forest island painter "
-        "budget contract sensor orchard meadow festival journal workshop ledger canyon tower vessel lantern").split()
-VERB = ("builds finds measures opens follows explains protects changes carries describes repairs notices "
-        "collects studies visits designs tests records shares supports questions reaches crosses improves").split()
+ADJ = (
+    "quick quiet large small early late bright dark careful simple complex local global recent ancient modern "
+    "useful rare common heavy light warm cold narrow wide strong weak clear hidden public private formal"
+).split()
+NOUN = (
+    "river city engineer report market teacher garden system signal village doctor machine letter storm "
+    "library harbor student council bridge museum farmer kitchen network window forest island painter "
+    "budget contract sensor orchard meadow festival journal workshop ledger canyon tower vessel lantern"
+).split()
+VERB = (
+    "builds finds measures opens follows explains protects changes carries describes repairs notices "
+    "collects studies visits designs tests records shares supports questions reaches crosses improves"
+).split()
 ADV = "slowly quickly carefully rarely often quietly openly almost nearly gently firmly clearly".split()
 PREP = "near across under beside behind through toward within beyond along".split()
 
@@ -127,8 +234,10 @@ def clinical_note(rng: random.Random) -> str:
         "Plan: " + " ".join(rng.sample(PLANS, 2)),
     ]
     if rng.random() < 0.3:
-        lines.append(f"Insurance member ID: {rng.choice('ABCDEFGH')}{rng.randint(10**8, 10**9 - 1)}. "
-                     f"SSN on file: {rng.randint(100, 665)}-{rng.randint(10, 99)}-{rng.randint(1000, 9999)}.")
+        lines.append(
+            f"Insurance member ID: {rng.choice('ABCDEFGH')}{rng.randint(10**8, 10**9 - 1)}. "
+            f"SSN on file: {rng.randint(100, 665)}-{rng.randint(10, 99)}-{rng.randint(1000, 9999)}."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -164,8 +273,10 @@ def job_post(rng: random.Random) -> str:
 
 
 def sentence(rng: random.Random) -> str:
-    s = f"{rng.choice(DET)} {rng.choice(ADJ)} {rng.choice(NOUN)} {rng.choice(ADV)} {rng.choice(VERB)} " \
+    s = (
+        f"{rng.choice(DET)} {rng.choice(ADJ)} {rng.choice(NOUN)} {rng.choice(ADV)} {rng.choice(VERB)} "
         f"{rng.choice(DET)} {rng.choice(NOUN)} {rng.choice(PREP)} {rng.choice(DET)} {rng.choice(ADJ)} {rng.choice(NOUN)}"
+    )
     return s[0].upper() + s[1:] + "."
 
 

@@ -65,7 +65,7 @@ class LengthFilter(Stage):
         marked = batch.with_columns(reason.otherwise(None).alias("_reason"), detail.otherwise(None).alias("_detail"))
         bad = pl.col("_reason").is_not_null()
         kept = marked.filter(~bad).drop("_reason", "_detail")
-        rejected = with_reason(
-            marked.filter(bad), self.name, pl.col("_reason"), pl.col("_detail")
-        ).drop("_reason", "_detail")
+        rejected = with_reason(marked.filter(bad), self.name, pl.col("_reason"), pl.col("_detail")).drop(
+            "_reason", "_detail"
+        )
         return Split(kept=kept, rejected=rejected)

@@ -1,0 +1,42 @@
+# curate: make demo (set up + run the demo), make test, make bench
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test test-fast bench lint samples clean
+
+setup: $(STAMP)
+
+# torch first, from the pinned CPU wheel: a bare `torch` requirement would pull
+# several GB of CUDA packages. Then the project with its extras.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[train,dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/curate run pipelines/demo.yaml --force
+	$(VENV)/bin/curate inspect runs/demo --rejects 2
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+test-fast: setup
+	$(VENV)/bin/pytest -q -m "not slow"
+
+bench: setup
+	$(PY) benchmarks/bench_core.py
+
+lint: setup
+	$(VENV)/bin/ruff check curate train tests benchmarks
+	$(VENV)/bin/ruff format --check curate train tests benchmarks
+
+# Regenerate data_samples/ from the seeded generator (the committed files are its output).
+samples: setup
+	rm -rf data_samples/clinical_notes data_samples/*.jsonl data_samples/*.gz data_samples/*.csv
+	$(PY) -m curate.synth samples data_samples
+
+clean:
+	rm -rf runs benchmarks/data .pytest_cache

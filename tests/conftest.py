@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from curate.pipeline import Runner
+from curate.recipe import load_recipe
+
+REPO = Path(__file__).resolve().parent.parent
+PLUGIN = str(REPO / "tests" / "plugins" / "fake_stages.py")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run each test inside its own temporary directory (recipe paths are cwd-relative)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run(recipe: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    recipe = {"name": "t", "run": {"workers": 1}, **recipe}
+    return Runner(load_recipe(recipe), **kwargs).run()
+
+
+def write_jsonl(path: Path, rows: list[Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def output(run_dir: str | Path) -> pl.DataFrame:
+    parts = sorted(Path(run_dir, "output").glob("*.parquet"))
+    return pl.concat([pl.read_parquet(p) for p in parts]) if parts else pl.DataFrame()
+
+
+def rejects(run_dir: str | Path, stage_dir: str) -> pl.DataFrame:
+    path = Path(run_dir, "rejects", f"{stage_dir}.parquet")
+    return pl.read_parquet(path) if path.exists() else pl.DataFrame(schema={"reason": pl.String})
+
+
+def stage_stats(stats: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(s for s in stats["stages"] if s["stage"] == name)

@@ -1,0 +1,39 @@
+"""Stages used only by tests, loaded through the recipe's `plugins:` key."""
+
+from __future__ import annotations
+
+import time
+
+import polars as pl
+
+from curate.records import with_reason
+from curate.registry import Split, Stage, stage
+
+
+@stage("test.sleep")
+class Sleep(Stage):
+    """Sleep per batch (so a test can kill a run mid-stage), then uppercase the text."""
+
+    seconds: float = 0.1
+
+    def process(self, batch: pl.DataFrame) -> Split:
+        time.sleep(self.seconds)
+        out = batch.with_columns(pl.col("text").str.to_uppercase())
+        return Split(kept=out, rejected=out.clear(), modified=len(out))
+
+
+@stage("test.lose_rows")
+class LoseRows(Stage):
+    """A buggy stage: drops a row without rejecting it."""
+
+    def process(self, batch: pl.DataFrame) -> Split:
+        return Split(kept=batch.tail(max(len(batch) - 1, 0)), rejected=batch.clear())
+
+
+@stage("test.reject_odd")
+class RejectOdd(Stage):
+    """Reject every other record with reason 'odd'."""
+
+    def process(self, batch: pl.DataFrame) -> Split:
+        odd = pl.int_range(0, pl.len()) % 2 == 1
+        return Split(kept=batch.filter(~odd), rejected=with_reason(batch.filter(odd), self.name, "odd"))

@@ -1,0 +1,112 @@
+"""The `curate` CLI through click's runner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from curate.cli import main
+
+from .conftest import write_jsonl
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def recipe(workdir: Path, **extra) -> str:
+    write_jsonl(
+        workdir / "a.jsonl",
+        [{"body": f"ticket number {i} about a broken router", "tid": f"T{i}"} for i in range(20)]
+        + [{"body": "ticket number 0 about a broken router", "tid": "T99"}],
+    )
+    data = {
+        "name": "cli",
+        "input": [{"path": "a.jsonl", "text_field": "body", "id_field": "tid"}],
+        "stages": ["normalize", {"stage": "filter.length", "min_words": 3}, "dedup.exact"],
+        "run": {"workers": 1},
+        **extra,
+    }
+    (workdir / "r.yaml").write_text(yaml.safe_dump(data))
+    return "r.yaml"
+
+
+def test_run_prints_stages_and_summary(workdir: Path):
+    res = invoke("run", recipe(workdir))
+    assert res.exit_code == 0, res.output
+    assert "dedup.exact" in res.output and "21 records in, 20 out, 1 rejected" in res.output
+    assert Path("runs/cli/stats.json").exists()
+
+
+def test_run_quiet_prints_nothing(workdir: Path):
+    res = invoke("-q", "run", recipe(workdir))
+    assert res.exit_code == 0 and res.output == ""
+
+
+def test_run_json_logs(workdir: Path):
+    res = CliRunner().invoke(main, ["--log-format", "json", "run", recipe(workdir)])
+    events = [json.loads(line) for line in res.stderr.splitlines()]
+    assert [e["event"] for e in events][0] == "run_start" and events[-1]["event"] == "run_end"
+    ends = [e for e in events if e["event"] == "stage_end"]
+    assert [e["stage"] for e in ends] == ["ingest", "normalize", "filter.length", "dedup.exact"]
+    assert events[-1]["records_out"] == 20
+
+
+def test_run_dry_run_does_no_work(workdir: Path):
+    res = invoke("run", recipe(workdir), "--dry-run")
+    assert res.exit_code == 0 and "valid" in res.output and "03_dedup.exact" in res.output
+    assert not Path("runs/cli").exists()
+
+
+def test_recipe_error_exits_2_with_a_clear_message(workdir: Path):
+    (workdir / "bad.yaml").write_text("name: x\ninput: a.jsonl\nstages:\n  - stage: filter.lenght\n")
+    res = CliRunner().invoke(main, ["run", "bad.yaml"])
+    assert res.exit_code == 2
+    assert "error:" in res.stderr and "Did you mean 'filter.length'?" in res.stderr
+    assert "Traceback" not in res.output
+
+
+def test_run_force_and_workers_options(workdir: Path):
+    r = recipe(workdir)
+    invoke("-q", "run", r)
+    res = invoke("-q", "run", r, "--force", "--workers", "2")
+    assert res.exit_code == 0
+    assert json.loads(Path("runs/cli/manifest.json").read_text())["resumed"] == 0
+
+
+def test_ingest_command(workdir: Path):
+    recipe(workdir)
+    res = invoke("-q", "ingest", "a.jsonl", "--text-field", "body", "-o", "runs/in", "--output-format", "jsonl")
+    assert res.exit_code == 0
+    lines = [json.loads(x) for f in Path("runs/in/output").glob("*.jsonl") for x in f.open()]
+    assert len(lines) == 21 and lines[0]["meta"] == {"tid": "T0"}
+
+
+def test_stages_lists_params_with_help():
+    res = invoke("stages")
+    assert res.exit_code == 0
+    for name in ("normalize", "filter.length", "dedup.exact"):
+        assert name in res.output
+    one = invoke("stages", "filter.length")
+    assert "min_words" in one.output and "Minimum number of" in one.output and "too_short" in one.output
+    data = json.loads(invoke("stages", "--json").output)
+    fl = next(d for d in data if d["name"] == "filter.length")
+    assert {p["name"]: p["default"] for p in fl["params"]}["min_words"] == 5
+    assert CliRunner().invoke(main, ["stages", "nope"]).exit_code == 2
+
+
+def test_inspect_shows_stats_and_sample_rejects(workdir: Path):
+    invoke("-q", "run", recipe(workdir))
+    res = invoke("inspect", "runs/cli", "--rejects", "2")
+    assert res.exit_code == 0
+    assert "03_dedup.exact" in res.output and "exact_duplicate" in res.output and "a.jsonl:21" in res.output
+    assert json.loads(invoke("inspect", "runs/cli", "--json").output)["records_out"] == 20
+
+
+def test_inspect_a_non_run_directory(workdir: Path):
+    Path("empty").mkdir()
+    res = CliRunner().invoke(main, ["inspect", "empty"])
+    assert res.exit_code == 2 and "not a run directory" in res.stderr

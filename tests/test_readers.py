@@ -1,0 +1,136 @@
+"""Every reader maps fields the same way and keeps what it does not map in meta."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+import zstandard
+
+from curate.errors import InputError
+
+from .conftest import output, run, write_jsonl
+
+ROWS = [
+    {"uid": "a1", "body": "The first document has several words in it.", "lang": "en", "n": 1},
+    {"uid": "b2", "body": "The second document also has several words.", "lang": "en", "n": 2},
+    {"uid": "c3", "body": "Das dritte Dokument hat auch einige Wörter.", "lang": "de", "n": 3},
+]
+MAPPING = {"text_field": "body", "id_field": "uid"}
+
+
+def check(run_dir: str, source_prefix: str) -> pl.DataFrame:
+    out = output(run_dir)
+    assert out["id"].to_list() == ["a1", "b2", "c3"]
+    assert out["text"].to_list() == [r["body"] for r in ROWS]
+    assert all(s.startswith(source_prefix) for s in out["source"])
+    meta = [json.loads(m) for m in out["meta"]]
+    assert [m["lang"] for m in meta] == ["en", "en", "de"]
+    return out
+
+
+def test_jsonl(workdir: Path):
+    write_jsonl(workdir / "in.jsonl", ROWS)
+    run({"input": [{"path": "in.jsonl", **MAPPING}]})
+    out = check("runs/t", "in.jsonl:")
+    assert out["source"].to_list() == ["in.jsonl:1", "in.jsonl:2", "in.jsonl:3"]
+
+
+def test_jsonl_gz_and_zst(workdir: Path):
+    data = "".join(json.dumps(r) + "\n" for r in ROWS).encode()
+    with gzip.open(workdir / "in.jsonl.gz", "wb") as fh:
+        fh.write(data)
+    (workdir / "in.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(data))
+    for name in ("in.jsonl.gz", "in.jsonl.zst"):
+        run({"input": [{"path": name, **MAPPING}], "output": {"run_dir": f"runs/{name}"}})
+        check(f"runs/{name}", f"{name}:")
+
+
+def test_parquet(workdir: Path):
+    pl.DataFrame(ROWS).write_parquet(workdir / "in.parquet")
+    run({"input": [{"path": "in.parquet", **MAPPING}]})
+    out = check("runs/t", "in.parquet#row=")
+    assert out["source"].to_list() == ["in.parquet#row=0", "in.parquet#row=1", "in.parquet#row=2"]
+    assert json.loads(out["meta"][0]) == {"lang": "en", "n": 1}
+
+
+def test_csv_and_tsv(workdir: Path):
+    pl.DataFrame(ROWS).write_csv(workdir / "in.csv")
+    pl.DataFrame(ROWS).write_csv(workdir / "in.tsv", separator="\t")
+    for name in ("in.csv", "in.tsv"):
+        run({"input": [{"path": name, **MAPPING}], "output": {"run_dir": f"runs/{name}"}})
+        out = check(f"runs/{name}", f"{name}:")
+        assert out["source"][0] == f"{name}:2"  # line 1 is the header
+
+
+def test_csv_quoted_multiline_fields(workdir: Path):
+    (workdir / "in.csv").write_text(
+        'id,text\n1,"line one\nline two, with comma"\n2,plain text here\n', encoding="utf-8"
+    )
+    run({"input": [{"path": "in.csv", "id_field": "id"}]})
+    out = output("runs/t")
+    assert out["text"].to_list() == ["line one\nline two, with comma", "plain text here"]
+    assert out["source"].to_list() == ["in.csv:2", "in.csv:4"]
+
+
+def test_text_folder_reads_txt_and_md_recursively_in_stable_order(workdir: Path):
+    (workdir / "docs" / "sub").mkdir(parents=True)
+    (workdir / "docs" / "b.txt").write_text("second file text", encoding="utf-8")
+    (workdir / "docs" / "a.md").write_text("# first file\nmarkdown text", encoding="utf-8")
+    (workdir / "docs" / "sub" / "c.txt").write_text("third file text", encoding="utf-8")
+    (workdir / "docs" / "skip.bin").write_bytes(b"\x00\x01")
+    run({"input": [{"path": "docs"}]})
+    out = output("runs/t")
+    assert out["source"].to_list() == ["docs/a.md", "docs/b.txt", "docs/sub/c.txt"]
+    assert json.loads(out["meta"][2]) == {"filename": "sub/c.txt"}
+
+
+def test_hf_load_from_disk_and_load_dataset(workdir: Path):
+    datasets = pytest.importorskip("datasets")
+    datasets.Dataset.from_list(ROWS).save_to_disk(str(workdir / "saved"))
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(ROWS)}).save_to_disk(str(workdir / "saved_dict"))
+    write_jsonl(workdir / "local.jsonl", ROWS)
+    cases = [
+        ("saved", {}),  # format inferred: a save_to_disk folder
+        ("saved_dict", {"format": "hf_disk", "split": "train"}),
+        ("local.jsonl", {"format": "hf"}),  # datasets.load_dataset("json", data_files=...)
+    ]
+    for path, extra in cases:
+        run({"input": [{"path": path, **MAPPING, **extra}], "output": {"run_dir": f"runs/{path}"}})
+        check(f"runs/{path}", f"{path}#row=")
+
+
+def test_hf_dataset_dict_without_split_is_a_clear_error(workdir: Path):
+    datasets = pytest.importorskip("datasets")
+    datasets.DatasetDict({"a": datasets.Dataset.from_list(ROWS), "b": datasets.Dataset.from_list(ROWS)}).save_to_disk(
+        str(workdir / "dd")
+    )
+    with pytest.raises(InputError, match=r"has splits \['a', 'b'\]; set `split:`"):
+        run({"input": [{"path": "dd", **MAPPING}], "run": {"workers": 1}})
+
+
+def test_meta_fields_limits_what_is_kept(workdir: Path):
+    write_jsonl(workdir / "in.jsonl", ROWS)
+    run({"input": [{"path": "in.jsonl", **MAPPING, "meta_fields": ["n"]}]})
+    assert [json.loads(m) for m in output("runs/t")["meta"]] == [{"n": 1}, {"n": 2}, {"n": 3}]
+
+
+def test_generated_ids_are_stable_and_distinct(workdir: Path):
+    write_jsonl(workdir / "in.jsonl", [{"text": "same words in here"}] * 2)
+    run({"input": ["in.jsonl"]})
+    first = output("runs/t")["id"].to_list()
+    run({"input": ["in.jsonl"]}, force=True)
+    assert output("runs/t")["id"].to_list() == first
+    assert len(set(first)) == 2  # same text, two positions: two records
+
+
+def test_jsonl_output_format(workdir: Path):
+    write_jsonl(workdir / "in.jsonl", ROWS)
+    run({"input": [{"path": "in.jsonl", **MAPPING}], "output": {"format": "jsonl"}})
+    lines = [json.loads(line) for f in sorted(Path("runs/t/output").glob("*.jsonl")) for line in f.open()]
+    assert [r["id"] for r in lines] == ["a1", "b2", "c3"]
+    assert lines[0]["meta"] == {"lang": "en", "n": 1}
+    assert set(lines[0]) == {"id", "text", "source", "meta", "audit"}
