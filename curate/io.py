@@ -131,12 +131,9 @@ def check_input(spec: InputSpec) -> None:
     if not p.exists():
         raise InputError(f"input '{spec.path}' does not exist (paths are relative to {os.getcwd()}).")
     fmt = spec.resolved_format()
-    if fmt in ("hf_disk", "hf") and p.is_dir():
-        files = input_files(spec)
-    else:
-        files = input_files(spec)
-        if p.is_dir() and not files:
-            raise InputError(f"input folder '{spec.path}' has no files matching {spec.glob}.")
+    files = input_files(spec)
+    if fmt == "text" and p.is_dir() and not files:
+        raise InputError(f"input folder '{spec.path}' has no files matching {spec.glob}.")
     for f in files:
         if not os.access(f, os.R_OK):
             raise InputError(f"input file '{f}' is not readable (permission denied).")

@@ -223,13 +223,13 @@ class Runner:
         summary = self._summarise(stage.name, stage_dir, done, time.perf_counter() - t0)
         summary["global"] = global_stats["stats"]
         self._close_stage(stage_dir, summary)
-        shutil.rmtree(keys_dir, ignore_errors=True)
         self._record(stage.name, stage_dir, summary)
 
     # -- bookkeeping ---------------------------------------------------------
 
     def _skip_done(self, name: str, stage_dir: Path) -> bool:
         if (stage_dir / SUCCESS).exists():
+            _remove_scratch(stage_dir)  # a kill right after _SUCCESS may have left it
             self._record(name, stage_dir, json.loads((stage_dir / SUCCESS).read_text()), resumed=True)
             return True
         return False
@@ -277,8 +277,7 @@ class Runner:
             (self.run_dir / "rejects").mkdir(exist_ok=True)
             write_parquet(merged, self.run_dir / "rejects" / f"{stage_dir.name}.parquet")
         write_json(summary, stage_dir / SUCCESS)
-        shutil.rmtree(stage_dir / REJECTS, ignore_errors=True)
-        shutil.rmtree(stage_dir / DONE, ignore_errors=True)
+        _remove_scratch(stage_dir)
 
     def _record(self, name: str, stage_dir: Path, summary: dict[str, Any], resumed: bool = False) -> None:
         # a resumed stage may have been finished by an earlier run of an older shape: check again
@@ -342,6 +341,12 @@ class Runner:
         os.replace(tmp, out)
 
 
+def _remove_scratch(stage_dir: Path) -> None:
+    """Per-shard markers, rejects and keys are only needed until the stage is closed."""
+    for scratch in (REJECTS, DONE, KEYS):
+        shutil.rmtree(stage_dir / scratch, ignore_errors=True)
+
+
 def _make_dirs(stage_dir: Path) -> None:
     (stage_dir / DONE).mkdir(parents=True, exist_ok=True)
     (stage_dir / REJECTS).mkdir(parents=True, exist_ok=True)
@@ -357,15 +362,8 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def run_plan(plan: Plan, **kwargs: Any) -> dict[str, Any]:
-    return Runner(plan, **kwargs).run()
-
-
 def read_stats(run_dir: str | os.PathLike) -> dict[str, Any]:
     path = Path(run_dir) / "stats.json"
     if not path.exists():
         raise InputError(f"'{run_dir}' is not a run directory (no stats.json). Run `curate run RECIPE` first.")
     return json.loads(path.read_text())
-
-
-__all__ = ["Runner", "run_plan", "read_stats", "SUCCESS", "write_parquet"]

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from curate.errors import RecipeError, did_you_mean
 from curate.io import InputSpec
-from curate.registry import Stage, get_stage, registered
+from curate.registry import Stage, get_stage
 
 
 class RunSettings(BaseModel):
@@ -232,7 +232,3 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
         if found is not None:
             return found
     return None
-
-
-def stage_names() -> list[str]:
-    return list(registered())

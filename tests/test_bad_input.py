@@ -231,3 +231,10 @@ def test_mixed_bad_input_conserves_every_record(workdir: Path):
     assert stats["records_in"] == 300
     all_rejects = sum(len(pl.read_parquet(p)) for p in Path("runs/t/rejects").glob("*.parquet"))
     assert stats["records_out"] + all_rejects == 300
+
+
+def test_folder_without_text_files_is_an_error_before_work(workdir: Path):
+    (workdir / "docs").mkdir()
+    (workdir / "docs" / "image.png").write_bytes(b"\x89PNG")
+    with pytest.raises(InputError, match=r"no files matching \['\*\*/\*.txt', '\*\*/\*.md'\]"):
+        run({"input": ["docs"]})
