@@ -25,7 +25,7 @@ from typing import Any
 import polars as pl
 
 from curate.errors import ConservationError
-from curate.io import REJECT_SCHEMA, InputSpec, read_input, write_json, write_parquet
+from curate.io import REJECT_SCHEMA, ByteRange, InputSpec, read_input, write_json, write_parquet
 from curate.records import with_reason
 from curate.registry import GlobalStage, Split, Stage
 
@@ -156,16 +156,22 @@ def _write_rejects(stage_dir: Path, part: str, rejected: pl.DataFrame) -> None:
 
 
 def ingest_task(
-    spec_json: str, label: str, task: int, stage_dir: str, max_record_bytes: int, shard_size: int
+    spec_json: str,
+    label: str,
+    task: int,
+    stage_dir: str,
+    max_record_bytes: int,
+    shard_size: int,
+    byte_range: ByteRange | None = None,
 ) -> dict[str, Any]:
-    """Read one input into parts ``part-<task>-<k>.parquet``; rejects into one file."""
+    """Read one input (or a byte range of it) into parts ``part-<task>-<k>.parquet``; rejects into one file."""
     t0 = time.perf_counter()
     spec = InputSpec.model_validate_json(spec_json)
     out = Path(stage_dir)
     name = f"task-{task:04d}"
     parts, rejects = [], []
     kept = n_in = 0
-    for records, rejected in read_input(spec, label, max_record_bytes, shard_size):
+    for records, rejected in read_input(spec, label, max_record_bytes, shard_size, byte_range):
         n_in += len(records) + len(rejected)
         if len(records):
             part = f"part-{task:04d}-{len(parts):05d}"

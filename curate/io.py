@@ -268,9 +268,14 @@ class _Collector:
         return kept, rejected
 
 
+_NO_AUDIT = pl.lit([], dtype=pl.List(pl.String)).alias("audit")
+
+
 def _frame(rows: dict[str, list]) -> pl.DataFrame:
-    n = len(rows["text"])
-    return pl.DataFrame({**rows, "audit": [[] for _ in range(n)]}, schema=SCHEMA)
+    # the empty audit lists are added as one broadcast literal: building
+    # them from Python lists costs more than reading the JSON
+    cols = {k: pl.Series(k, v, dtype=pl.String) for k, v in rows.items()}
+    return pl.DataFrame(cols).with_columns(_NO_AUDIT).select(list(SCHEMA))
 
 
 REJECT_SCHEMA = {**SCHEMA, "stage": pl.String(), "reason": pl.String(), "detail": pl.String()}
@@ -279,10 +284,11 @@ REJECT_SCHEMA = {**SCHEMA, "stage": pl.String(), "reason": pl.String(), "detail"
 def _reject_frame(rejects: list[dict[str, Any]]) -> pl.DataFrame:
     if not rejects:
         return pl.DataFrame(schema=REJECT_SCHEMA)
-    cols = {k: [r[k] for r in rejects] for k in ("id", "text", "source", "meta", "reason", "detail")}
-    cols["audit"] = [[] for _ in rejects]
-    cols["stage"] = [INGEST] * len(rejects)
-    return pl.DataFrame(cols, schema=REJECT_SCHEMA)
+    cols = {
+        k: pl.Series(k, [r[k] for r in rejects], dtype=pl.String)
+        for k in ("id", "text", "source", "meta", "reason", "detail")
+    }
+    return pl.DataFrame(cols).with_columns(_NO_AUDIT, pl.lit(INGEST).alias("stage")).select(list(REJECT_SCHEMA))
 
 
 def _lossy(raw: bytes) -> str:
@@ -299,12 +305,60 @@ def _utf8_error(e: UnicodeDecodeError) -> str:
 Batches = Iterator[tuple[pl.DataFrame, pl.DataFrame]]
 
 
-def read_input(spec: InputSpec, label: str, max_record_bytes: int, batch_size: int) -> Batches:
-    """Yield ``(records, rejects)`` batches for one input.
+@dataclass(frozen=True)
+class ByteRange:
+    """A slice of a line-oriented file: lines that start in [start, end), the first being ``first_line``."""
+
+    start: int
+    end: int
+    first_line: int
+
+
+def plan_ranges(spec: InputSpec, split_bytes: int) -> list[ByteRange] | None:
+    """Split a large uncompressed JSONL file at line boundaries so workers can read it in parallel.
+
+    One sequential pass counts newlines up to each boundary, so every task
+    knows its first line number and sources stay ``path:line``. Returns None
+    when the input is read whole (other formats, compressed, or small files).
+    """
+    path = Path(spec.path)
+    if spec.resolved_format() != "jsonl" or path.name.lower().endswith(_COMPRESSIONS) or not path.is_file():
+        return None
+    size = path.stat().st_size
+    if size <= split_bytes:
+        return None
+    starts, lines_before = [0], [0]
+    with open(path, "rb") as fh:
+        pos = newlines = 0
+        target = split_bytes
+        while target < size:
+            block = fh.read(target - pos)  # count up to the nominal boundary ...
+            newlines += block.count(b"\n")
+            pos = target
+            rest = fh.readline()  # ... then finish the line that crosses it
+            pos += len(rest)
+            if rest.endswith(b"\n"):
+                newlines += 1
+            if pos >= size:
+                break
+            starts.append(pos)
+            lines_before.append(newlines)
+            target = max(pos + 1, target + split_bytes)
+    ends = starts[1:] + [size]
+    return [ByteRange(s, e, n + 1) for s, e, n in zip(starts, ends, lines_before)]
+
+
+def read_input(
+    spec: InputSpec, label: str, max_record_bytes: int, batch_size: int, byte_range: ByteRange | None = None
+) -> Batches:
+    """Yield ``(records, rejects)`` batches for one input (or one byte range of it).
 
     ``label`` is how sources are written (the path as the recipe gave it).
     Every record read ends up in exactly one of the two frames.
     """
+    if byte_range is not None:
+        yield from _read_jsonl(spec, label, max_record_bytes, batch_size, byte_range)
+        return
     fmt = spec.resolved_format()
     reader = {
         "jsonl": _read_jsonl,
@@ -337,15 +391,25 @@ def _open_binary(path: Path) -> io.BufferedIOBase:
     return open(path, "rb")
 
 
-def _read_jsonl(spec: InputSpec, label: str, max_record_bytes: int, batch_size: int) -> Batches:
+def _read_jsonl(
+    spec: InputSpec, label: str, max_record_bytes: int, batch_size: int, byte_range: ByteRange | None = None
+) -> Batches:
     c = _Collector(spec, max_record_bytes, batch_size)
-    lineno = 0
+    first = byte_range.first_line if byte_range else 1
+    lineno = first - 1
     with _open_binary(Path(spec.path)) as fh:
+        if byte_range is not None:
+            fh.seek(byte_range.start)
+        remaining = byte_range.end - byte_range.start if byte_range else -1
         try:
-            for lineno, line in enumerate(fh, 1):  # noqa: B007 - lineno used after the loop
+            for lineno, line in enumerate(fh, first):  # noqa: B007 - lineno used after the loop
                 _jsonl_line(c, line, f"{label}:{lineno}", max_record_bytes)
                 if c.full():
                     yield c.flush()
+                if remaining >= 0:
+                    remaining -= len(line)
+                    if remaining <= 0:
+                        break
         except (EOFError, OSError) as e:  # truncated or corrupt compressed stream
             c.reject(f"{label}:{lineno + 1}", "", "unreadable", f"stream broke off after line {lineno}: {e}")
     yield c.flush()
@@ -544,7 +608,7 @@ def _map_arrow(
         uid if uid is not None and ok else record_id(src, t)
         for uid, ok, src, t in zip(out["_user_id"], out["_id_ok"], out["source"], out["text"])
     ]
-    out = out.with_columns(pl.Series("id", ids, dtype=pl.String), pl.lit([], dtype=pl.List(pl.String)).alias("audit"))
+    out = out.with_columns(pl.Series("id", ids, dtype=pl.String), _NO_AUDIT)
     bad = pl.col("reason").is_not_null()
     kept = out.filter(~bad).select(list(SCHEMA))
     rejected = out.filter(bad).with_columns(pl.lit(INGEST).alias("stage")).select(list(REJECT_SCHEMA))

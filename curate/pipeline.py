@@ -45,7 +45,7 @@ from curate.executor import (
     load_done,
     shard_task,
 )
-from curate.io import check_input, fingerprint, write_json, write_jsonl, write_parquet
+from curate.io import check_input, fingerprint, plan_ranges, write_json, write_jsonl, write_parquet
 from curate.progress import Reporter, make_reporter
 from curate.recipe import Plan
 from curate.registry import GlobalStage
@@ -142,11 +142,22 @@ class Runner:
         _make_dirs(stage_dir)
         done = load_done(stage_dir)
         settings = self.recipe.run
-        tasks = [
-            (spec.model_dump_json(), spec.path, i, str(stage_dir), settings.max_record_bytes, settings.shard_size)
-            for i, spec in enumerate(self.recipe.input)
-            if f"task-{i:04d}" not in done
-        ]
+        all_tasks = []
+        for spec in self.recipe.input:
+            for byte_range in plan_ranges(spec, settings.split_bytes) or [None]:
+                i = len(all_tasks)
+                all_tasks.append(
+                    (
+                        spec.model_dump_json(),
+                        spec.path,
+                        i,
+                        str(stage_dir),
+                        settings.max_record_bytes,
+                        settings.shard_size,
+                        byte_range,
+                    )
+                )
+        tasks = [t for t in all_tasks if f"task-{t[2]:04d}" not in done]
         t0 = time.perf_counter()
         self.reporter.stage_start("ingest", total=None)
         for marker in done.values():

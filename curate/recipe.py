@@ -36,6 +36,8 @@ class RunSettings(BaseModel):
     """Records per shard (one Parquet part per shard per stage)."""
     max_record_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
     """Records larger than this are rejected at ingest as ``too_large``."""
+    split_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    """Uncompressed JSONL files larger than this are read in parallel, in ranges of about this size."""
 
 
 class OutputSpec(BaseModel):
@@ -98,6 +100,7 @@ class Plan(BaseModel):
             "seed": r.seed,
             "shard_size": r.run.shard_size,
             "max_record_bytes": r.run.max_record_bytes,
+            "split_bytes": r.run.split_bytes,
             "output_format": r.output.format,
         }
         return hashlib.sha256(json.dumps(canon, sort_keys=True).encode()).hexdigest()

@@ -134,3 +134,41 @@ def test_jsonl_output_format(workdir: Path):
     assert [r["id"] for r in lines] == ["a1", "b2", "c3"]
     assert lines[0]["meta"] == {"lang": "en", "n": 1}
     assert set(lines[0]) == {"id", "text", "source", "meta", "audit"}
+
+
+def test_large_jsonl_is_read_in_line_aligned_ranges(workdir: Path):
+    from curate.io import InputSpec, plan_ranges, read_input
+
+    rows = [{"text": "w" * (i % 97 + 1) + f" line {i}"} for i in range(500)]
+    lines = "".join(json.dumps(r) + "\n" for r in rows)
+    lines = lines.replace('{"text": "w line 96"}\n', '{"text": "w line 96"}\n\n{bad json\n', 1)
+    (workdir / "big.jsonl").write_text(lines)
+    spec = InputSpec(path="big.jsonl")
+
+    def read(ranges):
+        kept, rej = [], []
+        for r in ranges:
+            for k, j in read_input(spec, "big.jsonl", 1 << 20, 64, r):
+                kept.append(k)
+                rej.append(j)
+        return pl.concat(kept), pl.concat(rej)
+
+    whole = read([None])
+    for split in (50, 333, 4096):
+        ranges = plan_ranges(spec, split)
+        assert ranges[0].start == 0 and ranges[-1].end == (workdir / "big.jsonl").stat().st_size
+        assert all(a.end == b.start for a, b in zip(ranges, ranges[1:]))
+        parts = read(ranges)
+        assert parts[0].equals(whole[0]) and parts[1].equals(whole[1])
+    assert len(plan_ranges(spec, 4096)) > 5
+    assert plan_ranges(spec, 1 << 30) is None
+
+
+def test_split_reading_through_the_runner_gives_the_same_records(workdir: Path):
+    write_jsonl(workdir / "big.jsonl", [{"text": f"record {i} " + "x" * (i % 50)} for i in range(2000)])
+    run({"input": ["big.jsonl"], "output": {"run_dir": "runs/whole"}})
+    stats = run(
+        {"input": ["big.jsonl"], "run": {"workers": 2, "split_bytes": 8192}, "output": {"run_dir": "runs/split"}}
+    )
+    assert len(stats["stages"][0]["parts"]) > 5
+    assert output("runs/split").equals(output("runs/whole"))
