@@ -30,6 +30,15 @@ def machine() -> dict[str, Any]:
     }
 
 
+def vm_hwm_mb() -> float:
+    """This process's own peak RSS (VmHWM). Unlike ru_maxrss, it is not inherited across exec."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
 def peak_rss_mb() -> dict[str, float]:
     """Peak resident memory of this process and of the largest child (pool worker), in MB."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -99,24 +99,72 @@ def run(ctx: click.Context, recipe: str, force: bool, workers: int | None, run_d
     runner.run()
 
 
-@main.command()
-@click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--out", "run_dir", required=True, help="Run directory to write.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["jsonl", "parquet", "csv", "text", "hf_disk", "hf"]),
-    help="Input format (default: from the extension).",
-)
-@click.option("--text-field", default="text", show_default=True, help="Field holding the text.")
-@click.option("--id-field", help="Field holding your own unique record id.")
-@click.option("--output-format", type=click.Choice(["parquet", "jsonl"]), default="parquet", show_default=True)
-@click.option("--force", is_flag=True, help="Delete an existing run directory first.")
-@click.option("-w", "--workers", type=click.IntRange(min=1))
-@click.pass_context
-@_handle_errors
-def ingest(
+def _stage_options(stage_name: str):
+    """Click options mirroring a stage's recipe parameters: `--threshold 0.8` == `threshold: 0.8`."""
+    import types
+    import typing
+
+    from curate.registry import get_stage
+
+    cls = get_stage(stage_name)
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for name, info in reversed(list(cls.model_fields.items())):
+            ann = info.annotation
+            args = [a for a in typing.get_args(ann) if a is not type(None)]
+            if typing.get_origin(ann) in (typing.Union, types.UnionType) and len(args) == 1:
+                ann = args[0]  # Optional[X] -> X: leaving the option out keeps the stage default
+            flag = "--" + name.replace("_", "-")
+            default = info.get_default(call_default_factory=True)
+            help_text = " ".join((info.description or "").split())
+            if default is not None:
+                help_text += f" [default: {str(default).lower() if isinstance(default, bool) else default}]"
+            # default=None everywhere: only options the user gives reach the stage
+            if ann is bool:
+                fn = click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text)(fn)
+                continue
+            if typing.get_origin(ann) is typing.Literal:
+                kind: Any = click.Choice([str(a) for a in typing.get_args(ann)])
+            else:
+                kind = ann if ann in (int, float, str) else str
+            fn = click.option(flag, name, type=kind, default=None, help=help_text)(fn)
+        return fn
+
+    return decorate
+
+
+_INPUT_KEYS = ("inputs", "run_dir", "fmt", "text_field", "id_field", "output_format", "force", "workers")
+
+
+def _input_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every one-stage command shares: inputs, field mapping, output, run."""
+    for opt in reversed(
+        [
+            click.argument("inputs", nargs=-1, required=True),
+            click.option("-o", "--out", "run_dir", required=True, help="Run directory to write."),
+            click.option(
+                "--format",
+                "fmt",
+                type=click.Choice(["jsonl", "parquet", "csv", "text", "hf_disk", "hf"]),
+                help="Input format (default: from the extension).",
+            ),
+            click.option("--text-field", default="text", show_default=True, help="Field holding the text."),
+            click.option("--id-field", help="Field holding your own unique record id."),
+            click.option(
+                "--output-format", type=click.Choice(["parquet", "jsonl"]), default="parquet", show_default=True
+            ),
+            click.option("--force", is_flag=True, help="Delete an existing run directory first."),
+            click.option("-w", "--workers", type=click.IntRange(min=1)),
+        ]
+    ):
+        fn = opt(fn)
+    return fn
+
+
+def _run_stages(
     ctx: click.Context,
+    name: str,
+    stages: list[dict[str, Any]],
     inputs: tuple[str, ...],
     run_dir: str,
     fmt: str | None,
@@ -126,24 +174,55 @@ def ingest(
     force: bool,
     workers: int | None,
 ) -> None:
-    """Read INPUTS into a run directory of Parquet records, quarantining bad rows.
-
-    \b
-    Example:
-      curate ingest data_samples/support_tickets.jsonl --text-field body -o runs/tickets
-    """
     from curate.pipeline import Runner
     from curate.recipe import load_recipe
 
     spec = {"text_field": text_field, "id_field": id_field, **({"format": fmt} if fmt else {})}
     plan = load_recipe(
         {
-            "name": "ingest",
+            "name": name,
             "input": [{"path": p, **spec} for p in inputs],
+            "stages": stages,
             "output": {"run_dir": run_dir, "format": output_format},
         }
     )
     Runner(plan, force=force, workers=workers, reporter=_reporter(ctx)).run()
+
+
+@main.command()
+@_input_options
+@click.pass_context
+@_handle_errors
+def ingest(ctx: click.Context, **options: Any) -> None:
+    """Read INPUTS into a run directory of Parquet records, quarantining bad rows.
+
+    \b
+    Example:
+      curate ingest data_samples/support_tickets.jsonl --text-field body -o runs/tickets
+    """
+    _run_stages(ctx, "ingest", [], **options)
+
+
+@main.command()
+@_input_options
+@click.option(
+    "--exact/--no-exact", default=True, show_default=True, help="Remove exact duplicates (dedup.exact) first."
+)
+@_stage_options("dedup.minhash")
+@click.pass_context
+@_handle_errors
+def dedup(ctx: click.Context, exact: bool, **options: Any) -> None:
+    """Remove exact, then near-duplicate records (dedup.exact + dedup.minhash).
+
+    Options mirror the dedup.minhash recipe keys (`curate stages dedup.minhash`).
+
+    \b
+    Example:
+      curate dedup corpus/*.jsonl.gz --text-field content -o runs/dedup --threshold 0.85
+    """
+    params = {k: options.pop(k) for k in list(options) if k not in _INPUT_KEYS}
+    minhash_stage = {"stage": "dedup.minhash", **{k: v for k, v in params.items() if v is not None}}
+    _run_stages(ctx, "dedup", (["dedup.exact"] if exact else []) + [minhash_stage], **options)
 
 
 @main.command()

@@ -22,6 +22,7 @@ import os
 import platform
 import shutil
 import sys
+import threading
 import time
 from collections import Counter
 from datetime import datetime, timezone
@@ -48,7 +49,7 @@ from curate.executor import (
 from curate.io import check_input, fingerprint, plan_ranges, write_json, write_jsonl, write_parquet
 from curate.progress import Reporter, make_reporter
 from curate.recipe import Plan
-from curate.registry import GlobalStage
+from curate.registry import Decisions, GlobalStage
 
 SUCCESS = "_SUCCESS.json"
 _VERSIONED_PACKAGES = ("polars", "pyarrow", "pydantic", "ftfy", "xxhash", "datasets")
@@ -199,30 +200,37 @@ class Runner:
         keys_dir = stage_dir / KEYS
         (keys_dir / DONE).mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
+        # The main process waits while workers compute keys: load the stage's
+        # resources for decide() meanwhile (e.g. compiled kernels) instead of after.
+        warmup = threading.Thread(target=stage.setup, daemon=True)
+        warmup.start()
         self.reporter.stage_start(stage.name, total=self._expected_in(), phase="keys")
         keyed = set(load_done(keys_dir))
         todo = [(stage, i, p, str(in_dir), str(stage_dir)) for i, p in enumerate(parts) if p not in keyed]
         for marker in ex.map(keys_task, todo):
             self.reporter.advance(marker["in"])
+        t_keys = time.perf_counter() - t0
+        warmup.join()
 
         decisions_path = stage_dir / DECISIONS
         decide_stats_path = stage_dir / "_decisions.json"
         if not decide_stats_path.exists():
             t_decide = time.perf_counter()
-            keys = pl.concat([pl.read_parquet(keys_dir / f"{p}.parquet") for p in parts]) if parts else None
-            decisions = stage.decide(keys) if keys is not None else None
-            rejects = (
-                decisions.rejects
-                if decisions
-                else pl.DataFrame(schema={"id": pl.String, "reason": pl.String, "detail": pl.String})
-            )
-            write_parquet(rejects, decisions_path)
+            empty = pl.DataFrame(schema={"id": pl.String, "reason": pl.String, "detail": pl.String})
+            decisions = Decisions(rejects=empty)
+            if parts:
+                keys = pl.scan_parquet([keys_dir / f"{p}.parquet" for p in parts])
+                records = pl.scan_parquet([in_dir / f"{p}.parquet" for p in parts])
+                decisions = stage.decide(keys, records)
+            for name, frame in decisions.artifacts.items():
+                write_parquet(frame, stage_dir / f"{name}.parquet")
+            write_parquet(decisions.rejects, decisions_path)
             write_json(
-                {"stats": decisions.stats if decisions else {}, "seconds": round(time.perf_counter() - t_decide, 4)},
-                decide_stats_path,
+                {"stats": decisions.stats, "seconds": round(time.perf_counter() - t_decide, 4)}, decide_stats_path
             )
         global_stats = json.loads(decide_stats_path.read_text())
 
+        t_apply = time.perf_counter()
         self.reporter.stage_start(stage.name, total=self._expected_in(), phase="apply")
         done = load_done(stage_dir)
         for marker in done.values():
@@ -233,6 +241,12 @@ class Runner:
             self.reporter.advance(marker["in"])
         summary = self._summarise(stage.name, stage_dir, done, time.perf_counter() - t0)
         summary["global"] = global_stats["stats"]
+        # wall seconds per phase in this invocation (a resumed phase shows only what was left)
+        summary["phase_seconds"] = {
+            "keys": round(t_keys, 3),
+            "decide": global_stats["seconds"],
+            "apply": round(time.perf_counter() - t_apply, 3),
+        }
         self._close_stage(stage_dir, summary)
         self._record(stage.name, stage_dir, summary)
 

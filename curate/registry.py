@@ -50,11 +50,14 @@ class Decisions:
     """Result of a global stage's reduce: which ids to reject, and why.
 
     ``rejects`` has columns ``id``, ``reason``, ``detail`` and any extra
-    columns to attach to rejected rows (e.g. ``duplicate_of``).
+    columns to attach to rejected rows (e.g. ``duplicate_of``). ``stats``
+    go into the stage's entry in ``stats.json``; each frame in ``artifacts``
+    is written to ``NN_<stage>/<name>.parquet`` (e.g. ``clusters``).
     """
 
     rejects: pl.DataFrame
     stats: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, pl.DataFrame] = field(default_factory=dict)
 
 
 class Stage(BaseModel):
@@ -77,9 +80,13 @@ class Stage(BaseModel):
 class GlobalStage(Stage):
     """A stage that needs a global view, run in three phases by the runner.
 
-    1. ``keys(batch)`` per shard -> compact keys (``id``, ``_order`` and
-       whatever the stage needs, never the full text);
-    2. ``decide(all_keys)`` once -> :class:`Decisions`;
+    1. ``keys(batch)`` per shard -> compact keys, one row per record with its
+       ``id`` and whatever the stage needs, never the full text; the runner
+       adds ``_order`` (stable input order) and writes them to disk;
+    2. ``decide(keys, records)`` once -> :class:`Decisions`. Both arguments
+       are lazy scans (of the key files and of the stage's input parts), so
+       a stage can read one column at a time to bound its memory, and fetch
+       the text of just the few records it needs to look at again;
     3. ``apply`` per shard: rows whose id is in ``Decisions.rejects`` are
        rejected with the reason (and extra columns) given there.
     """
@@ -87,7 +94,7 @@ class GlobalStage(Stage):
     def keys(self, batch: pl.DataFrame) -> pl.DataFrame:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def decide(self, keys: pl.DataFrame) -> Decisions:  # pragma: no cover - abstract
+    def decide(self, keys: pl.LazyFrame, records: pl.LazyFrame) -> Decisions:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def process(self, batch: pl.DataFrame) -> Split:

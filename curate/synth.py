@@ -408,3 +408,100 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# ---------------------------------------------------------------------------
+# Labelled near-duplicate evaluation set
+
+BOILERPLATE_HEADERS = [
+    "Home > News > Local. Posted by the editorial team.",
+    "Menu | Search | Sign in | Subscribe for updates.",
+    "You are reading the archive edition of this article.",
+    "Skip to content. Accessibility options are available below.",
+]
+BOILERPLATE_FOOTERS = [
+    "Share this article. Comments are closed. All rights reserved.",
+    "Related stories appear below. Sign up for our weekly letter.",
+    "Printed from the online edition. Report an error to the desk.",
+    "Follow us for more. Terms apply. Contact the newsroom for corrections.",
+]
+
+
+def _sentences(rng: random.Random, n: int) -> list[str]:
+    return [sentence(rng) for _ in range(n)]
+
+
+def _variant(rng: random.Random, sents: list[str], kind: str, strength: float) -> list[str]:
+    """Apply one kind of edit; ``strength`` in [0, 1] scales how much changes."""
+    out = list(sents)
+    if kind == "edit":  # substitute words in place
+        words = " ".join(out).split(" ")
+        for _ in range(max(1, int(len(words) * strength * 0.12))):
+            i = rng.randrange(len(words))
+            words[i] = rng.choice(NOUN + ADJ + VERB)
+        return [" ".join(words)]
+    if kind == "reorder":  # move blocks of sentences around
+        for _ in range(max(1, int(len(out) * strength * 0.5))):
+            i, j = rng.randrange(len(out)), rng.randrange(len(out))
+            out[i], out[j] = out[j], out[i]
+        return out
+    if kind == "insert":  # new sentences inserted at random places
+        for _ in range(max(1, int(len(out) * strength * 0.4))):
+            out.insert(rng.randrange(len(out) + 1), sentence(rng))
+        return out
+    if kind == "delete":  # sentences dropped
+        for _ in range(min(len(out) - 2, max(1, int(len(out) * strength * 0.4)))):
+            out.pop(rng.randrange(len(out)))
+        return out
+    if kind == "boilerplate":  # header/footer swapped, body kept
+        return [rng.choice(BOILERPLATE_HEADERS)] + out[1:-1] + [rng.choice(BOILERPLATE_FOOTERS)]
+    if kind == "format":  # case, spacing and punctuation only: identical after normalisation
+        text = " ".join(out)
+        return [text.upper().replace(". ", ".\n\n").replace(" ", "  ", 5)]
+    if kind == "exact":
+        return out
+    raise ValueError(kind)
+
+
+def near_duplicate_eval_set(n_groups: int = 600, n_negatives: int = 600, seed: int = 11) -> list[dict]:
+    """Source documents, one variant each (known kind and strength), and unrelated negatives.
+
+    Every record carries ``group`` (its source's id) and ``kind``; variants
+    also carry ``true_jaccard``: the exact Jaccard of their 5-word shingle
+    sets with the source, computed with curate's reference shingler. Labels
+    come from that measured value, so the generator cannot flatter the
+    detector: a variant is a near-duplicate iff ``true_jaccard >= threshold``.
+    """
+    from curate.minhash import shingles
+
+    rng = random.Random(seed)
+    kinds = ["edit", "reorder", "insert", "delete", "boilerplate", "format", "exact"]
+    records: list[dict] = []
+    for g in range(n_groups):
+        n = rng.randint(10, 30)
+        body = _sentences(rng, n)
+        sents = [rng.choice(BOILERPLATE_HEADERS)] + body + [rng.choice(BOILERPLATE_FOOTERS)]
+        source = " ".join(sents)
+        kind = kinds[g % len(kinds)]
+        strength = rng.random()
+        variant = " ".join(_variant(rng, sents, kind, strength))
+        a, b = set(shingles(source)), set(shingles(variant))
+        records.append({"id": f"g{g}-src", "text": source, "group": f"g{g}", "kind": "source"})
+        records.append(
+            {
+                "id": f"g{g}-var",
+                "text": variant,
+                "group": f"g{g}",
+                "kind": kind,
+                "strength": round(strength, 3),
+                "true_jaccard": round(len(a & b) / len(a | b), 4),
+            }
+        )
+    for k in range(n_negatives):
+        records.append(
+            {"id": f"neg{k}", "text": document(rng, rng.randint(60, 400)), "group": f"neg{k}", "kind": "negative"}
+        )
+    rng.shuffle(records)
+    # sources before their variants, so "keep first" keeps the source
+    records.sort(key=lambda r: r["kind"] != "source")
+    return records

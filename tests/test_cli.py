@@ -110,3 +110,28 @@ def test_inspect_a_non_run_directory(workdir: Path):
     Path("empty").mkdir()
     res = CliRunner().invoke(main, ["inspect", "empty"])
     assert res.exit_code == 2 and "not a run directory" in res.stderr
+
+
+def test_dedup_command_options_mirror_the_recipe(workdir: Path):
+    base = "the quick brown fox jumps over the lazy dog near the quiet river bank today"
+    write_jsonl(
+        workdir / "a.jsonl",
+        [
+            {"body": base},
+            {"body": base},
+            {"body": base.replace("today", "tonight")},
+            {"body": "something else entirely here"},
+        ],
+    )
+    res = invoke(
+        "-q", "dedup", "a.jsonl", "--text-field", "body", "-o", "runs/d", "--threshold", "0.7", "--no-lowercase"
+    )
+    assert res.exit_code == 0, res.output
+    stats = json.loads(Path("runs/d/stats.json").read_text())
+    assert [s["stage"] for s in stats["stages"]] == ["ingest", "dedup.exact", "dedup.minhash"]
+    assert [s["rejected"] for s in stats["stages"]] == [0, 1, 1]
+    manifest = json.loads(Path("runs/d/manifest.json").read_text())
+    params = manifest["stages"][1]["params"]
+    assert params["threshold"] == 0.7 and params["lowercase"] is False and params["ngram"] == 5
+    res = CliRunner().invoke(main, ["dedup", "a.jsonl", "-o", "runs/e", "--bands", "4"])
+    assert res.exit_code == 2 and "set both bands and rows" in res.stderr

@@ -1,0 +1,521 @@
+"""MinHash + LSH kernels for near-duplicate detection, compatible with datasketch.
+
+Signatures follow datasketch's default ``affine32`` scheme exactly (datasketch
+>= 2.0): each shingle's 32-bit hash is pre-mixed with the MurmurHash3
+finaliser, then permuted by ``a_k * h + b_k mod 2**32`` with ``(a, b)`` drawn
+from ``numpy.random.RandomState(seed)`` the way datasketch draws them, and the
+minimum kept per permutation. So for the same seed, number of permutations
+and shingle hash function, a curate signature equals
+``datasketch.MinHash(num_perm, seed, hashfunc=...)`` updated with the same
+shingles (see :func:`shingles` and :func:`datasketch_hashfunc`).
+
+Shingles are hashed with xxh32 (the same function as
+``xxhash.xxh32_intdigest``) directly on the UTF-8 bytes of a batch, in
+compiled loops over Arrow buffers: no Python object per shingle. ``sha1``
+(datasketch's default hash function) is available for bit-exact
+comparison with a default-configured datasketch, at Python speed.
+
+Text normalisation before shingling: lowercase (polars), then, in the
+compiled kernel, every character whose Unicode category is punctuation,
+symbol, separator or control ends a token, and each CJK ideograph / kana /
+Thai, Lao, Khmer or Myanmar character is a token of its own (those scripts
+do not separate words with spaces). Tokens are joined by single spaces. The
+character classes come from one table (:func:`char_classes`) used by both
+the kernel and the pure-Python reference (:func:`shingles`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import struct
+import unicodedata
+from typing import Literal
+
+import numba as nb
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+MAX32 = np.uint32(0xFFFFFFFF)
+# Typed constants: numba turns uint64-with-int64 arithmetic into float64.
+_M32 = np.uint64(0xFFFFFFFF)
+_P1, _P2, _P3, _P4, _P5 = (np.uint64(p) for p in (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F, 0x165667B1))
+_U = [np.uint64(i) for i in range(33)]
+_S1, _S7, _S8, _S11, _S12, _S13, _S15, _S16, _S17, _S18, _S24 = (
+    _U[i] for i in (1, 7, 8, 11, 12, 13, 15, 16, 17, 18, 24)
+)
+
+Shingle = Literal["word", "char"]
+
+TOKEN, SEPARATOR, STANDALONE = 0, 1, 2
+_TABLE_SIZE = 0x30000  # BMP, SMP and SIP; code points above are token characters
+# Scripts written without spaces between words: each character is a token.
+_STANDALONE_RANGES = (
+    (0x0E00, 0x0EFF),  # Thai, Lao
+    (0x1000, 0x109F),  # Myanmar
+    (0x1780, 0x17FF),
+    (0x19E0, 0x19FF),  # Khmer
+    (0x2E80, 0x2FDF),
+    (0x3005, 0x3007),
+    (0x3021, 0x3029),
+    (0x3038, 0x303B),  # CJK radicals, marks
+    (0x3040, 0x30FF),
+    (0x31F0, 0x31FF),
+    (0xFF66, 0xFF9D),  # Hiragana, Katakana
+    (0x3400, 0x4DBF),
+    (0x4E00, 0x9FFF),
+    (0xF900, 0xFAFF),
+    (0x20000, 0x2FFFF),  # Han
+)
+
+
+@functools.lru_cache(maxsize=1)
+def char_classes() -> np.ndarray:
+    """TOKEN / SEPARATOR / STANDALONE for each code point below 0x30000.
+
+    Separators: Unicode categories P* (punctuation), S* (symbols), Z*
+    (separators), Cc (controls), Cf (format), and anything ``str.isspace()``.
+    Built from this Python's ``unicodedata`` once per process.
+    """
+    table = np.zeros(_TABLE_SIZE, np.uint8)
+    for cp in range(_TABLE_SIZE):
+        ch = chr(cp)
+        cat = unicodedata.category(ch)
+        if cat[0] in "PSZ" or cat in ("Cc", "Cf") or ch.isspace():
+            table[cp] = SEPARATOR
+    for lo, hi in _STANDALONE_RANGES:
+        block = table[lo : hi + 1]
+        block[block != SEPARATOR] = STANDALONE
+    return table
+
+
+def normalize_text(text: str, lowercase: bool = True) -> str:
+    """Pure-Python reference of the kernel's normalisation: tokens joined by single spaces."""
+    if lowercase:
+        text = pl.Series([text]).str.to_lowercase()[0]
+    table = char_classes()
+    tokens: list[str] = []
+    current: list[str] = []
+    for ch in text:
+        cls = table[ord(ch)] if ord(ch) < _TABLE_SIZE else TOKEN
+        if cls == TOKEN:
+            current.append(ch)
+            continue
+        if current:
+            tokens.append("".join(current))
+            current = []
+        if cls == STANDALONE:
+            tokens.append(ch)
+    if current:
+        tokens.append("".join(current))
+    return " ".join(tokens)
+
+
+def shingles(text: str, ngram: int = 5, shingle: Shingle = "word", lowercase: bool = True) -> list[bytes]:
+    """The shingles of one text as UTF-8 bytes, in the order the kernels hash them.
+
+    A text with fewer than ``ngram`` tokens (or characters) is one shingle:
+    the whole normalised text. An empty normalised text has no shingles.
+    """
+    return _norm_shingles(normalize_text(text, lowercase), ngram, shingle)
+
+
+def sha1_hash32(data: bytes) -> int:
+    """datasketch's default hash function (first 4 bytes of SHA-1, little endian)."""
+    return struct.unpack("<I", hashlib.sha1(data).digest()[:4])[0]
+
+
+def datasketch_hashfunc(name: str):
+    """The callable to pass as ``datasketch.MinHash(hashfunc=...)`` for our ``hash`` setting."""
+    if name == "sha1":
+        return sha1_hash32
+    import xxhash
+
+    return xxhash.xxh32_intdigest
+
+
+def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """datasketch's affine32 permutation parameters (``a`` odd), drawn the same way."""
+    gen = np.random.RandomState(seed)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return a, b
+
+
+# ---------------------------------------------------------------------------
+# LSH parameters
+
+
+def optimal_bands(
+    threshold: float, num_perm: int, false_positive_weight: float = 0.5, false_negative_weight: float = 0.5
+) -> tuple[int, int]:
+    """(bands, rows) minimising the weighted false positive + false negative areas,
+    the same criterion as ``datasketch.lsh._optimal_param`` (integrated here on a
+    fine grid with Simpson's rule instead of scipy's quad)."""
+    best, best_err = (1, 1), math.inf
+    lo = np.linspace(0.0, threshold, 2001)
+    hi = np.linspace(threshold, 1.0, 2001)
+    for b in range(1, num_perm + 1):
+        for r in range(1, num_perm // b + 1):
+            fp = _simpson(1 - (1 - lo**r) ** b, lo)
+            fn = _simpson((1 - lo * 0) - (1 - (1 - hi**r) ** b), hi)
+            err = fp * false_positive_weight + fn * false_negative_weight
+            if err < best_err:
+                best, best_err = (b, r), err
+    return best
+
+
+def _simpson(y: np.ndarray, x: np.ndarray) -> float:
+    h = (x[-1] - x[0]) / (len(x) - 1)
+    return float(h / 3 * (y[0] + y[-1] + 4 * y[1:-1:2].sum() + 2 * y[2:-1:2].sum()))
+
+
+# ---------------------------------------------------------------------------
+# Arrow buffers
+
+
+def utf8_buffers(text: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(bytes, offsets) views of a string column, zero-copy where Arrow allows."""
+    arr = text.to_arrow()
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.type != pa.large_string():
+        arr = arr.cast(pa.large_string())
+    _, off_buf, data_buf = arr.buffers()
+    offsets = np.frombuffer(off_buf, dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    return data, offsets
+
+
+# ---------------------------------------------------------------------------
+# Compiled kernels
+
+
+@nb.njit(cache=True, inline="always")
+def _rotl32(x, r):
+    return ((x << np.uint64(r)) | (x >> np.uint64(32 - r))) & _M32
+
+
+@nb.njit(cache=True, inline="always")
+def _read32(data, p):
+    return (
+        np.uint64(data[p])
+        | (np.uint64(data[p + 1]) << _S8)
+        | (np.uint64(data[p + 2]) << _S16)
+        | (np.uint64(data[p + 3]) << _S24)
+    )
+
+
+@nb.njit(cache=True)
+def xxh32(data, start, end, seed):
+    """xxHash32 of data[start:end]; equals xxhash.xxh32_intdigest(bytes, seed)."""
+    n = end - start
+    p = start
+    seed = np.uint64(seed)
+    if n >= 16:
+        v1 = (seed + _P1 + _P2) & _M32
+        v2 = (seed + _P2) & _M32
+        v3 = seed
+        v4 = (seed - _P1) & _M32
+        limit = end - 16
+        while p <= limit:
+            v1 = (_rotl32((v1 + _read32(data, p) * _P2) & _M32, 13) * _P1) & _M32
+            v2 = (_rotl32((v2 + _read32(data, p + 4) * _P2) & _M32, 13) * _P1) & _M32
+            v3 = (_rotl32((v3 + _read32(data, p + 8) * _P2) & _M32, 13) * _P1) & _M32
+            v4 = (_rotl32((v4 + _read32(data, p + 12) * _P2) & _M32, 13) * _P1) & _M32
+            p += 16
+        h = (_rotl32(v1, 1) + _rotl32(v2, 7) + _rotl32(v3, 12) + _rotl32(v4, 18)) & _M32
+    else:
+        h = (seed + _P5) & _M32
+    h = (h + np.uint64(n)) & _M32
+    while p + 4 <= end:
+        h = (_rotl32((h + _read32(data, p) * _P3) & _M32, 17) * _P4) & _M32
+        p += 4
+    while p < end:
+        h = (_rotl32((h + np.uint64(data[p]) * _P5) & _M32, 11) * _P1) & _M32
+        p += 1
+    h ^= h >> _S15
+    h = (h * _P2) & _M32
+    h ^= h >> _S13
+    h = (h * _P3) & _M32
+    h ^= h >> _S16
+    return np.uint32(h)
+
+
+@nb.njit(cache=True)
+def _normalize(data, s, e, table, out):
+    """Write data[s:e] normalised into ``out`` (tokens joined by single spaces); return its length."""
+    o = 0
+    in_token = False
+    p = s
+    while p < e:
+        b0 = data[p]
+        if b0 < 0x80:
+            cp, n = b0, 1
+        elif b0 < 0xE0:
+            cp, n = ((b0 & 0x1F) << 6) | (data[p + 1] & 0x3F), 2
+        elif b0 < 0xF0:
+            cp, n = ((b0 & 0x0F) << 12) | ((data[p + 1] & 0x3F) << 6) | (data[p + 2] & 0x3F), 3
+        else:
+            cp = ((b0 & 0x07) << 18) | ((data[p + 1] & 0x3F) << 12) | ((data[p + 2] & 0x3F) << 6) | (data[p + 3] & 0x3F)
+            n = 4
+        cls = table[cp] if cp < len(table) else 0
+        if cls == 1:
+            in_token = False
+        else:
+            if o > 0 and (cls == 2 or not in_token):
+                out[o] = 32
+                o += 1
+            for k in range(n):
+                out[o + k] = data[p + k]
+            o += n
+            in_token = cls == 0
+        p += n
+    return o
+
+
+@nb.njit(cache=True)
+def _unit_bounds(buf, length, char_mode, bounds):
+    """Token (word mode) or code point (char mode) start offsets of buf[:length] into ``bounds``;
+    bounds[count] is the end sentinel. Returns count."""
+    if length == 0:
+        return 0
+    count = 0
+    if char_mode:
+        for p in range(length):
+            if (buf[p] & 0xC0) != 0x80:
+                bounds[count] = p
+                count += 1
+        bounds[count] = length
+    else:
+        bounds[0] = 0
+        count = 1
+        for p in range(length):
+            if buf[p] == 32:
+                bounds[count] = p + 1
+                count += 1
+        bounds[count] = length + 1  # so that bounds[i + ngram] - 1 is the end of token i + ngram - 1
+    return count
+
+
+@nb.njit(cache=True)
+def shingle_hashes(data, offsets, table, char_mode, ngram):
+    """xxh32 of every shingle of every (normalised) document: (hashes, per-document offsets)."""
+    n_docs = len(offsets) - 1
+    max_len = 0
+    for d in range(n_docs):
+        max_len = max(max_len, offsets[d + 1] - offsets[d])
+    buf = np.empty(2 * max_len + 1, np.uint8)  # a space can follow every standalone character
+    bounds = np.empty(2 * max_len + 2, np.int64)
+    out = np.empty(max(16, (offsets[n_docs] - offsets[0]) // 2 + n_docs), np.uint32)
+    doc_off = np.zeros(n_docs + 1, np.int64)
+    gap = 0 if char_mode else 1  # word shingles end before the space that follows their last token
+    k = 0
+    for d in range(n_docs):
+        length = _normalize(data, offsets[d], offsets[d + 1], table, buf)
+        units = _unit_bounds(buf, length, char_mode, bounds)
+        count = 0 if units == 0 else (1 if units < ngram else units - ngram + 1)
+        if k + count > len(out):
+            grown = np.empty(max(2 * len(out), k + count), np.uint32)
+            grown[:k] = out[:k]
+            out = grown
+        if count == 1 and units < ngram:
+            out[k] = xxh32(buf, 0, length, 0)
+        else:
+            for i in range(count):
+                out[k + i] = xxh32(buf, bounds[i], bounds[i + ngram] - gap, 0)
+        k += count
+        doc_off[d + 1] = k
+    return out[:k], doc_off
+
+
+@nb.njit(cache=True)
+def minhash_signatures(hashes, doc_off, a, b):
+    """datasketch affine32 MinHash: fmix32 pre-mix, then min over a*h+b mod 2^32."""
+    n_docs = len(doc_off) - 1
+    num_perm = len(a)
+    sig = np.full((n_docs, num_perm), 0xFFFFFFFF, np.uint32)
+    for d in range(n_docs):
+        row = sig[d]
+        for i in range(doc_off[d], doc_off[d + 1]):
+            h = np.uint32(hashes[i])
+            h ^= h >> np.uint32(16)
+            h = np.uint32(h * np.uint32(0x85EBCA6B))
+            h ^= h >> np.uint32(13)
+            h = np.uint32(h * np.uint32(0xC2B2AE35))
+            h ^= h >> np.uint32(16)
+            for k in range(num_perm):
+                v = np.uint32(a[k] * h + b[k])
+                if v < row[k]:
+                    row[k] = v
+    return sig
+
+
+@nb.njit(cache=True)
+def band_hashes(sig, bands, rows):
+    """One 64-bit key per band: a hash of the band's ``rows`` signature values."""
+    n = sig.shape[0]
+    out = np.empty((n, bands), np.uint64)
+    for d in range(n):
+        for j in range(bands):
+            h = np.uint64(0xCBF29CE484222325) ^ np.uint64(j)
+            for k in range(j * rows, (j + 1) * rows):
+                h = (h ^ np.uint64(sig[d, k])) * np.uint64(0x100000001B3)
+            h ^= h >> np.uint64(33)
+            h *= np.uint64(0xFF51AFD7ED558CCD)
+            h ^= h >> np.uint64(33)
+            out[d, j] = h
+    return out
+
+
+@nb.njit(cache=True)
+def sorted_unique_sets(hashes, doc_off):
+    """Each document's shingle hashes sorted and deduplicated: (values, per-document offsets)."""
+    n = len(doc_off) - 1
+    out = np.empty(len(hashes), np.uint32)
+    out_off = np.zeros(n + 1, np.int64)
+    k = 0
+    for d in range(n):
+        seg = np.sort(hashes[doc_off[d] : doc_off[d + 1]])
+        for i in range(len(seg)):
+            if i == 0 or seg[i] != seg[i - 1]:
+                out[k] = seg[i]
+                k += 1
+        out_off[d + 1] = k
+    return out[:k], out_off
+
+
+def bucket_edges(band_keys: np.ndarray, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Star edges of one band: for each bucket of equal keys, (first node, every other node).
+
+    ``nodes`` must be ascending, so the stable sort keeps each bucket in
+    input order and its first node is the smallest.
+    """
+    if len(band_keys) < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    order = np.argsort(band_keys, kind="stable")
+    sorted_keys = band_keys[order]
+    sorted_nodes = nodes[order]
+    starts = np.empty(len(order), bool)
+    starts[0] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=starts[1:])
+    first = np.flatnonzero(starts)
+    root = sorted_nodes[first[np.cumsum(starts) - 1]]
+    member = ~starts
+    return root[member], sorted_nodes[member]
+
+
+@nb.njit(cache=True)
+def pair_jaccard(sorted_sets, set_off, u, v):
+    """Exact Jaccard of shingle-hash sets (each sorted and unique) for pairs (u[i], v[i])."""
+    out = np.empty(len(u), np.float32)
+    for i in range(len(u)):
+        a0, a1 = set_off[u[i]], set_off[u[i] + 1]
+        b0, b1 = set_off[v[i]], set_off[v[i] + 1]
+        inter = 0
+        while a0 < a1 and b0 < b1:
+            x, y = sorted_sets[a0], sorted_sets[b0]
+            if x == y:
+                inter += 1
+                a0 += 1
+                b0 += 1
+            elif x < y:
+                a0 += 1
+            else:
+                b0 += 1
+        union = (set_off[u[i] + 1] - set_off[u[i]]) + (set_off[v[i] + 1] - set_off[v[i]]) - inter
+        out[i] = inter / union if union > 0 else 1.0
+    return out
+
+
+@nb.njit(cache=True)
+def connected_components(n, u, v):
+    """Union-find over edges; each node's label is the smallest node index in its component."""
+    parent = np.arange(n)
+    for i in range(len(u)):
+        x, y = u[i], v[i]
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        while parent[y] != y:
+            parent[y] = parent[parent[y]]
+            y = parent[y]
+        if x < y:
+            parent[y] = x
+        elif y < x:
+            parent[x] = y
+    for i in range(n):
+        r = i
+        while parent[r] != r:
+            r = parent[r]
+        parent[i] = r
+    return parent
+
+
+# ---------------------------------------------------------------------------
+# Batch-level helpers used by the stage
+
+
+def signatures(
+    text: pl.Series,
+    num_perm: int = 128,
+    seed: int = 1,
+    ngram: int = 5,
+    shingle: Shingle = "word",
+    hash: Literal["xxh32", "sha1"] = "xxh32",
+    lowercase: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """MinHash signatures (n, num_perm) uint32 and shingle counts (n,) for a text column."""
+    if hash == "sha1":
+        per_doc = [[sha1_hash32(s) for s in shingles(t, ngram, shingle, lowercase)] for t in text]
+        counts = np.array([0] + [len(x) for x in per_doc], np.int64)
+        hashes = np.fromiter((h for x in per_doc for h in x), np.uint32, count=int(counts.sum()))
+        doc_off = np.cumsum(counts)
+    else:
+        hashes, doc_off = _hash_batch(text, ngram, shingle, lowercase)
+    a, b = permutations(num_perm, seed)
+    return minhash_signatures(hashes, doc_off, a, b), np.diff(doc_off)
+
+
+def _norm_shingles(norm: str, ngram: int, shingle: Shingle) -> list[bytes]:
+    if not norm:
+        return []
+    units = list(norm) if shingle == "char" else norm.split(" ")
+    if len(units) < ngram:
+        return [norm.encode()]
+    sep = "" if shingle == "char" else " "
+    return [sep.join(units[i : i + ngram]).encode() for i in range(len(units) - ngram + 1)]
+
+
+def _hash_batch(text: pl.Series, ngram: int, shingle: Shingle, lowercase: bool) -> tuple[np.ndarray, np.ndarray]:
+    data, offsets = utf8_buffers(text.str.to_lowercase() if lowercase else text)
+    return shingle_hashes(data, offsets, char_classes(), shingle == "char", ngram)
+
+
+def shingle_sets(text: pl.Series, ngram: int, shingle: Shingle, lowercase: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique xxh32 shingle hashes per document (for exact Jaccard)."""
+    return sorted_unique_sets(*_hash_batch(text, ngram, shingle, lowercase))
+
+
+def warmup_kernels() -> None:
+    """Load every kernel from numba's cache (or compile it) with tiny numpy inputs.
+
+    Uses no polars, so it is safe in a process that will fork (see curate.worker_preload).
+    """
+    data = np.frombuffer(b"warm up the kernels", np.uint8)
+    offsets = np.array([0, len(data)], np.int64)
+    hashes, doc_off = shingle_hashes(data, offsets, char_classes(), False, 2)
+    a, b = permutations(2, 1)
+    sig = minhash_signatures(hashes, doc_off, a, b)
+    band_hashes(sig, 1, 2)
+    sets, off = sorted_unique_sets(hashes, doc_off)
+    pair_jaccard(sets, off, np.array([0]), np.array([0]))
+    connected_components(2, np.array([0]), np.array([1]))
+
+
+def warmup() -> None:
+    """Load the kernels and the polars side (lowercasing, Arrow buffers) of a batch."""
+    warmup_kernels()
+    signatures(pl.Series(["warm up the kernels"]), num_perm=2)

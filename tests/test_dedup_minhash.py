@@ -1,0 +1,278 @@
+"""dedup.minhash: datasketch-compatible signatures, LSH, verification, clusters, memory spill."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import datasketch
+import numpy as np
+import polars as pl
+import pytest
+import xxhash
+from datasketch.lsh import _optimal_param
+
+from curate import minhash
+from curate.errors import RecipeError
+from curate.recipe import load_recipe
+from curate.stages.dedup import MinHashDedup
+from curate.synth import document
+
+from .conftest import output, rejects, run, stage_stats, write_jsonl
+
+RNG = random.Random(5)
+BASE = [document(RNG, 200) for _ in range(40)]
+
+
+def edited(text: str, words: int) -> str:
+    """Replace ``words`` words spread evenly through the text."""
+    tokens = text.split(" ")
+    step = len(tokens) // (words + 1)
+    for k in range(1, words + 1):
+        tokens[k * step] = "zebra"
+    return " ".join(tokens)
+
+
+# -- compatibility -------------------------------------------------------------
+
+MIXED = [
+    BASE[0],
+    "Short text",
+    "",
+    "!!! ??? ...",
+    "東京は日本の首都です。大阪は大きな都市です。京都には古い寺がたくさんあります。",
+    "مرحبا بكم في هذا النص العربي الطويل الذي يحتوي على كلمات كثيرة جدا",
+    "Café naïve résumé — “quoted” text, with punctuation!!! and   spaces",
+    "ÄÖÜ ẞ straße İstanbul ΣΊΣΥΦΟΣ",
+]
+
+
+@pytest.mark.parametrize("shingle", ["word", "char"])
+@pytest.mark.parametrize("hash_name", ["xxh32", "sha1"])
+@pytest.mark.parametrize("seed", [1, 42])
+def test_signatures_equal_datasketch(shingle: str, hash_name: str, seed: int):
+    sig, counts = minhash.signatures(pl.Series(MIXED), num_perm=64, seed=seed, ngram=3, shingle=shingle, hash=hash_name)
+    for i, text in enumerate(MIXED):
+        m = datasketch.MinHash(num_perm=64, seed=seed, hashfunc=minhash.datasketch_hashfunc(hash_name))
+        sh = minhash.shingles(text, ngram=3, shingle=shingle)
+        if sh:
+            m.update_batch(sh)
+        assert counts[i] == len(sh)
+        np.testing.assert_array_equal(m.hashvalues, sig[i], err_msg=f"doc {i} {text[:20]!r}")
+
+
+def test_xxh32_kernel_equals_xxhash():
+    data = np.frombuffer(("héllo wörld 東京 " * 20).encode(), np.uint8)
+    for length in range(0, 70):
+        assert minhash.xxh32(data, 3, 3 + length, 0) == xxhash.xxh32_intdigest(bytes(data[3 : 3 + length]))
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.7, 0.8, 0.9, 0.95])
+@pytest.mark.parametrize("num_perm", [64, 128])
+def test_band_choice_equals_datasketch(threshold: float, num_perm: int):
+    assert minhash.optimal_bands(threshold, num_perm) == _optimal_param(threshold, num_perm, 0.5, 0.5)
+    assert minhash.optimal_bands(threshold, num_perm, 0.1, 0.9) == _optimal_param(threshold, num_perm, 0.1, 0.9)
+
+
+def test_cjk_is_shingled_by_character_and_arabic_by_word():
+    assert minhash.normalize_text("東京は、日本。") == "東 京 は 日 本"
+    assert minhash.shingles("東京は日本", ngram=2)[:2] == ["東 京".encode(), "京 は".encode()]
+    arabic = "مرحبا، بكم في النص"
+    assert minhash.normalize_text(arabic) == "مرحبا بكم في النص"
+    assert minhash.normalize_text("Hello,   WORLD!! it's") == "hello world it s"
+
+
+# -- the stage ---------------------------------------------------------------------
+
+
+def run_dedup(workdir: Path, texts: list[str], **params) -> dict:
+    write_jsonl(workdir / "in.jsonl", [{"text": t} for t in texts])
+    return run(
+        {
+            "input": ["in.jsonl"],
+            "stages": [{"stage": "dedup.minhash", **params}],
+            "run": {"workers": 1, "shard_size": 7},
+        }
+    )
+
+
+def rejected_sources(run_dir: str = "runs/t") -> list[str]:
+    rej = rejects(run_dir, "01_dedup.minhash")
+    return sorted(rej["source"].to_list()) if len(rej) else []
+
+
+def test_finds_edited_reordered_and_inserted_near_duplicates(workdir: Path):
+    a, b, c, d = BASE[:4]
+    sents = c.split(". ")
+    texts = [
+        a,
+        b,
+        c,
+        d,
+        edited(a, 2),  # 5: two words changed
+        ". ".join(sents[3:] + sents[:3]),  # 6: paragraphs reordered
+        b + " A short note was added at the end of this one.",  # 7: insertion
+        edited(d, 1).upper(),  # 8: a word changed and all caps
+    ]
+    stats = run_dedup(workdir, texts)
+    assert rejected_sources() == ["in.jsonl:5", "in.jsonl:6", "in.jsonl:7", "in.jsonl:8"]
+    rej = rejects("runs/t", "01_dedup.minhash").sort("source")
+    ids = dict(zip(output("runs/t")["source"], output("runs/t")["id"]))
+    assert rej["duplicate_of"].to_list() == [ids["in.jsonl:1"], ids["in.jsonl:3"], ids["in.jsonl:2"], ids["in.jsonl:4"]]
+    assert rej["reason"].unique().to_list() == ["near_duplicate"]
+    assert all(0.8 <= s < 1.0 for s in rej["similarity"])
+    assert "near-duplicate of" in rej["detail"][0]
+    g = stage_stats(stats, "dedup.minhash")["global"]
+    assert g["clusters"] == 4 and g["near_duplicates"] == 4 and g["cluster_size_histogram"] == {"2": 4}
+
+
+def test_keeps_distinct_and_below_threshold_documents(workdir: Path):
+    texts = BASE[:10] + [edited(BASE[0], 25), BASE[1][: len(BASE[1]) // 2]]  # heavy edit; half a document
+    run_dedup(workdir, texts)
+    assert rejected_sources() == []
+
+
+def test_threshold_controls_what_counts(workdir: Path):
+    texts = [BASE[0], edited(BASE[0], 6)]  # Jaccard about 0.75
+    a, b = (set(minhash.shingles(t)) for t in texts)
+    assert 0.6 < len(a & b) / len(a | b) < 0.8
+    run_dedup(workdir, texts, threshold=0.8)
+    assert rejected_sources() == []
+    run({"input": ["in.jsonl"], "stages": [{"stage": "dedup.minhash", "threshold": 0.6}]}, force=True)
+    assert rejected_sources() == ["in.jsonl:2"]
+
+
+def test_verification_removes_lsh_false_positives(workdir: Path):
+    # 128 bands of one row: a single shared minimum makes a candidate pair
+    texts = [BASE[0], edited(BASE[0], 12), BASE[2]]
+    stats = run_dedup(workdir, texts, bands=128, rows=1, verify="exact")
+    g = stage_stats(stats, "dedup.minhash")["global"]
+    assert g["candidate_pairs"] >= 1 and g["false_positive_pairs_removed"] >= 1
+    assert rejected_sources() == []
+    run(
+        {"input": ["in.jsonl"], "stages": [{"stage": "dedup.minhash", "bands": 128, "rows": 1, "verify": "none"}]},
+        force=True,
+    )
+    assert rejected_sources() != []
+
+
+def test_cjk_and_arabic_near_duplicates(workdir: Path):
+    ja = "東京は日本の首都であり、世界で最も人口の多い都市圏の一つです。多くの企業や大学が集まっています。観光客も毎年たくさん訪れます。"
+    ar = "القاهرة هي عاصمة مصر وأكبر مدنها وتقع على ضفاف نهر النيل ويعيش فيها ملايين الناس وتضم العديد من الجامعات والمتاحف القديمة والأسواق الشعبية"
+    texts = [
+        ja,
+        ja.replace("観光客", "旅行者"),  # 3 characters changed
+        "大阪は日本の西部にある大きな商業都市で、食べ物がおいしいことで有名です。",
+        ar,
+        ar.replace("الشعبية", "الكبيرة"),  # one word changed
+        "بيروت مدينة ساحلية جميلة على البحر المتوسط",
+    ]
+    run_dedup(workdir, texts, threshold=0.7)
+    assert rejected_sources() == ["in.jsonl:2", "in.jsonl:5"]
+
+
+def test_short_and_empty_texts_follow_the_documented_rule(workdir: Path):
+    texts = ["hello world", "Hello, world!", "hello there world", "!!!", "???", "one"]
+    stats = run_dedup(workdir, texts)
+    # shorter than ngram: one shingle, so only identical normalised texts match
+    assert rejected_sources() == ["in.jsonl:2"]
+    assert stage_stats(stats, "dedup.minhash")["global"]["no_shingles"] == 2  # "!!!" and "???" kept
+    run({"input": ["in.jsonl"], "stages": [{"stage": "dedup.minhash", "on_no_shingles": "reject"}]}, force=True)
+    rej = rejects("runs/t", "01_dedup.minhash")
+    assert sorted(rej.filter(pl.col("reason") == "no_shingles")["source"].to_list()) == ["in.jsonl:4", "in.jsonl:5"]
+
+
+def test_keep_longest(workdir: Path):
+    short, long = BASE[0], BASE[0] + " And one more closing sentence here."
+    run_dedup(workdir, [short, long], keep="longest")
+    assert rejected_sources() == ["in.jsonl:1"]
+
+
+def test_keep_quality_needs_the_column_to_exist(workdir: Path):
+    write_jsonl(workdir / "q.jsonl", [{"text": BASE[0], "q": 0.9}])  # q stays in meta: not a column
+    with pytest.raises(RecipeError, match="column 'q' is missing"):
+        run({"input": ["q.jsonl"], "stages": [{"stage": "dedup.minhash", "keep": "quality", "quality_field": "q"}]})
+
+
+def test_keep_quality_prefers_the_highest_score():
+    stage = MinHashDedup(keep="quality", quality_field="q")
+    texts = [BASE[0], BASE[0] + " Tail words added here.", BASE[0] + " Other tail."]
+    batch = pl.DataFrame({"id": ["a", "b", "c"], "text": texts, "q": [0.1, 0.9, None]})
+    keys = stage.keys(batch).with_columns(pl.int_range(0, 3, dtype=pl.Int64).alias("_order"))
+    decisions = stage.decide(keys.lazy(), batch.lazy())
+    assert sorted(decisions.rejects["id"].to_list()) == ["a", "c"]
+    assert set(decisions.rejects["duplicate_of"]) == {"b"}
+
+
+def test_clusters_artifact_and_transitive_clusters(workdir: Path):
+    a = BASE[5]
+    texts = [a, edited(a, 1), edited(edited(a, 1), 1), BASE[6]]
+    run_dedup(workdir, texts)
+    clusters = pl.read_parquet("runs/t/01_dedup.minhash/clusters.parquet")
+    assert clusters["cluster_size"].to_list() == [3, 3, 3]
+    assert clusters["kept"].to_list() == [True, False, False]
+    assert clusters["similarity"][0] == 1.0
+
+
+def test_same_results_with_one_and_two_workers(workdir: Path):
+    rng = random.Random(9)
+    texts = [document(rng, 120) for _ in range(60)]
+    texts += [edited(t, 1) for t in texts[:20]]
+    rng.shuffle(texts)
+    write_jsonl(workdir / "in.jsonl", [{"text": t} for t in texts])
+    recipe = {"input": ["in.jsonl"], "stages": ["dedup.minhash"]}
+    run({**recipe, "run": {"workers": 1, "shard_size": 9}, "output": {"run_dir": "runs/w1"}})
+    run({**recipe, "run": {"workers": 2, "shard_size": 9}, "output": {"run_dir": "runs/w2"}})
+    for rel in ("rejects/01_dedup.minhash.parquet", "01_dedup.minhash/clusters.parquet"):
+        assert Path("runs/w1", rel).read_bytes() == Path("runs/w2", rel).read_bytes()
+    assert output("runs/w1").equals(output("runs/w2"))
+    assert len(rejects("runs/w1", "01_dedup.minhash")) >= 18
+
+
+def test_spilling_band_keys_gives_identical_decisions(workdir: Path):
+    rng = random.Random(4)
+    texts = [document(rng, 100) for _ in range(50)]
+    texts += [edited(t, 1) for t in texts[:15]]
+    stats = run_dedup(workdir, texts)
+    in_memory = rejects("runs/t", "01_dedup.minhash")
+    stats_spill = run(
+        {"input": ["in.jsonl"], "stages": [{"stage": "dedup.minhash", "memory_budget_mb": 0}]}, force=True
+    )
+    g, gs = (stage_stats(s, "dedup.minhash")["global"] for s in (stats, stats_spill))
+    assert g["band_passes"] == 1 and gs["band_passes"] == gs["bands"] == 17
+    assert rejects("runs/t", "01_dedup.minhash").equals(in_memory)
+
+
+def test_conservation_with_exact_then_near_dedup(workdir: Path):
+    texts = BASE[:20] + BASE[:5] + [edited(t, 1) for t in BASE[5:10]] + ["", "x"]
+    stats = run_dedup(workdir, texts)
+    write_jsonl(workdir / "in.jsonl", [{"text": t} for t in texts])
+    stats = run({"input": ["in.jsonl"], "stages": ["dedup.exact", "dedup.minhash"]}, force=True)
+    for s in stats["stages"]:
+        assert s["in"] == s["kept"] + s["rejected"]
+    assert stage_stats(stats, "dedup.exact")["rejected"] == 5
+    assert stage_stats(stats, "dedup.minhash")["rejected"] == 5
+    assert stats["records_out"] == 21  # 20 originals + "x" ("" was rejected at ingest)
+
+
+def test_recipe_errors():
+    base = {"name": "r", "input": ["a.jsonl"]}
+    for params, message in (
+        ({"bands": 4}, "set both bands and rows"),
+        ({"bands": 20, "rows": 10}, "exceeds num_perm"),
+        ({"keep": "quality"}, "needs quality_field"),
+        ({"threshold": 1.5}, "less than or equal to 1"),
+        ({"shingle": "sentence"}, "'word' or 'char'"),
+    ):
+        with pytest.raises(RecipeError, match=message):
+            load_recipe({**base, "stages": [{"stage": "dedup.minhash", **params}]})
+
+
+def test_datasketch_user_can_reproduce_a_signature_from_stats(workdir: Path):
+    """The docs' promise: a user checks one record against datasketch."""
+    text = BASE[3]
+    sig, _ = minhash.signatures(pl.Series([text]))
+    m = datasketch.MinHash(num_perm=128, seed=1, hashfunc=xxhash.xxh32_intdigest)
+    m.update_batch(minhash.shingles(text))
+    assert json.dumps(m.hashvalues.tolist()) == json.dumps(sig[0].tolist())
