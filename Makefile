@@ -28,6 +28,7 @@ test-fast: setup
 
 bench: setup
 	$(PY) benchmarks/bench_core.py
+	$(PY) benchmarks/bench_dedup.py
 
 lint: setup
 	$(VENV)/bin/ruff check curate train tests benchmarks
