@@ -123,6 +123,12 @@ def _stage_options(stage_name: str):
             if ann is bool:
                 fn = click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text)(fn)
                 continue
+            if typing.get_origin(ann) is dict:
+                help_text = help_text.replace("[default: {}]", "") + " Repeat as KEY=VALUE."
+                fn = click.option(flag, name, multiple=True, callback=_key_values, metavar="KEY=VALUE", help=help_text)(
+                    fn
+                )
+                continue
             if typing.get_origin(ann) is typing.Literal:
                 kind: Any = click.Choice([str(a) for a in typing.get_args(ann)])
             else:
@@ -134,6 +140,16 @@ def _stage_options(stage_name: str):
 
 
 _INPUT_KEYS = ("inputs", "run_dir", "fmt", "text_field", "id_field", "output_format", "force", "workers")
+
+
+def _key_values(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str] | None:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out or None
 
 
 def _input_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -223,6 +239,27 @@ def dedup(ctx: click.Context, exact: bool, **options: Any) -> None:
     params = {k: options.pop(k) for k in list(options) if k not in _INPUT_KEYS}
     minhash_stage = {"stage": "dedup.minhash", **{k: v for k, v in params.items() if v is not None}}
     _run_stages(ctx, "dedup", (["dedup.exact"] if exact else []) + [minhash_stage], **options)
+
+
+@main.command()
+@_input_options
+@_stage_options("pii.scrub")
+@click.pass_context
+@_handle_errors
+def scrub(ctx: click.Context, **options: Any) -> None:
+    """Remove personal data (pii.scrub) with a HIPAA or GDPR profile, then run the leak gate.
+
+    Options mirror the pii.scrub recipe keys (`curate stages pii.scrub`). Pseudonyms need a
+    secret salt in $CURATE_PII_SALT (or --salt-file); it is never written to the outputs.
+
+    \b
+    Example:
+      curate scrub notes/ -o runs/notes --profile hipaa
+      CURATE_PII_SALT=... curate scrub tickets.jsonl --text-field body -o runs/t --operator pseudonymize
+    """
+    params = {k: options.pop(k) for k in list(options) if k not in _INPUT_KEYS}
+    stage_params = {"stage": "pii.scrub", **{k: v for k, v in params.items() if v is not None}}
+    _run_stages(ctx, "scrub", [stage_params], **options)
 
 
 @main.command()

@@ -42,9 +42,10 @@ DECISIONS = "_decisions.parquet"
 class LocalExecutor:
     """Runs task functions over a list of arguments; yields results as they finish."""
 
-    def __init__(self, workers: int, plugins: list[str]):
+    def __init__(self, workers: int, plugins: list[str], preload: tuple[str, ...] = ()):
         self.workers = workers
         self.plugins = plugins
+        self.preload = preload
         self._pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> LocalExecutor:
@@ -62,7 +63,7 @@ class LocalExecutor:
             return
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=_context(), initializer=_init_worker, initargs=(self.plugins,)
+                self.workers, mp_context=_context(self.preload), initializer=_init_worker, initargs=(self.plugins,)
             )
         pending: set[Future] = set()
         queue = iter(tasks)
@@ -79,19 +80,21 @@ class LocalExecutor:
                 yield fut.result()
 
 
-def _context() -> multiprocessing.context.BaseContext:
+def _context(preload: tuple[str, ...] = ()) -> multiprocessing.context.BaseContext:
     """Workers fork from a forkserver that has imported curate and loaded the compiled kernels.
 
     Not plain fork: the parent may already run polars/pyarrow thread pools,
     which do not survive fork. The forkserver never touches them (its warm-up
     uses numpy only), so forking from it is safe, and each worker starts in
     milliseconds instead of re-importing everything (about 1 s of CPU each).
-    Where forkserver is unavailable, spawn.
+    Stages add their own heavy imports through ``Stage.preload``. (The
+    forkserver starts with the first pool of a process; a later pool in the
+    same process reuses it as it is.) Where forkserver is unavailable, spawn.
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["curate.worker_preload"])
+    ctx.set_forkserver_preload(["curate.worker_preload", *preload])
     return ctx
 
 

@@ -122,7 +122,8 @@ class Runner:
         manifest = self.prepare()
         dirs = self.plan.stage_dirs()
         self.reporter.run_start(self.recipe.name, self.run_dir, self.workers, manifest["resumed"])
-        with LocalExecutor(self.workers, self.recipe.plugins) as ex:
+        preload = tuple(dict.fromkeys(m for s in self.plan.stages for m in s.preload))
+        with LocalExecutor(self.workers, self.recipe.plugins, preload) as ex:
             parts = self._ingest(ex, self.run_dir / dirs[0])
             for stage, d, prev in zip(self.plan.stages, dirs[1:], dirs):
                 stage_dir = self.run_dir / d

@@ -23,6 +23,7 @@ BUILTIN_STAGE_MODULES = (
     "curate.stages.normalize",
     "curate.stages.quality",
     "curate.stages.dedup",
+    "curate.stages.pii",
 )
 
 _REGISTRY: dict[str, type[Stage]] = {}
@@ -69,6 +70,9 @@ class Stage(BaseModel):
     #: bump when the stage's output for the same input and config changes,
     #: so resumed runs don't mix outputs of two versions
     version: ClassVar[str] = "1"
+    #: modules worth importing once in the process workers fork from (heavy
+    #: libraries the stage's setup() needs), instead of once per worker
+    preload: ClassVar[tuple[str, ...]] = ()
 
     def setup(self) -> None:
         """Load heavy resources. Called once per worker before the first batch."""

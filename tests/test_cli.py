@@ -135,3 +135,17 @@ def test_dedup_command_options_mirror_the_recipe(workdir: Path):
     assert params["threshold"] == 0.7 and params["lowercase"] is False and params["ngram"] == 5
     res = CliRunner().invoke(main, ["dedup", "a.jsonl", "-o", "runs/e", "--bands", "4"])
     assert res.exit_code == 2 and "set both bands and rows" in res.stderr
+
+
+def test_scrub_command(workdir: Path):
+    write_jsonl(
+        workdir / "t.jsonl", [{"body": "Hi, I am John Carter, call me at (217) 622-0143 or ann@corp-mail.com."}]
+    )
+    res = invoke("-q", "scrub", "t.jsonl", "--text-field", "body", "-o", "runs/s", "--operators", "EMAIL_ADDRESS=mask",
+                 "--output-format", "jsonl")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    line = json.loads(next(Path("runs/s/output").glob("*.jsonl")).read_text())
+    assert "John" not in line["text"] and "622-0143" not in line["text"] and "[PHONE]" in line["text"]
+    assert "@corp-mail.com" not in line["text"] and line["text"].count("*") > 3
+    bad = CliRunner().invoke(main, ["scrub", "t.jsonl", "-o", "runs/x", "--operators", "PERSON"])
+    assert bad.exit_code == 2 and "expected KEY=VALUE" in bad.output

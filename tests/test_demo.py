@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -42,3 +43,10 @@ def test_demo_recipe_end_to_end(workdir: Path):
     n_rejects = sum(len(pl.read_parquet(p)) for p in (rd / "rejects").glob("*.parquet"))
     assert stats["records_in"] == stats["records_out"] + n_rejects
     assert not any("Ã" in r["text"] for r in out)
+    pii = next(s for s in stats["stages"] if s["stage"] == "pii.scrub")
+    assert pii["counters"]["entity.US_SSN"] > 0 and pii["counters"]["entity.PERSON"] > 100
+    texts = " ".join(r["text"] for r in out)
+    assert "[NAME]" in texts and "[PHONE]" in texts
+    assert not re.search(r"\b\d{3}-\d{2}-\d{4}\b", texts)  # no SSN-shaped strings left
+    # no email addresses left (.test is a reserved, non-resolvable TLD: never a real address)
+    assert not re.search(r"[\w.]+@(?!example\.)[\w-]+\.(?!test\b)\w+", texts)
