@@ -29,6 +29,7 @@ test-fast: setup
 bench: setup
 	$(PY) benchmarks/bench_core.py
 	$(PY) benchmarks/bench_dedup.py
+	$(PY) benchmarks/bench_pii.py
 
 lint: setup
 	$(VENV)/bin/ruff check curate train tests benchmarks
