@@ -30,10 +30,11 @@ bench: setup
 	$(PY) benchmarks/bench_core.py
 	$(PY) benchmarks/bench_dedup.py
 	$(PY) benchmarks/bench_pii.py
+	$(PY) benchmarks/bench_rewrite.py
 
 lint: setup
-	$(VENV)/bin/ruff check curate train tests benchmarks
-	$(VENV)/bin/ruff format --check curate train tests benchmarks
+	$(VENV)/bin/ruff check curate train tests benchmarks lexicons
+	$(VENV)/bin/ruff format --check curate train tests benchmarks lexicons
 
 # Regenerate data_samples/ from the seeded generator (the committed files are its output).
 samples: setup

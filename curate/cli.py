@@ -123,6 +123,11 @@ def _stage_options(stage_name: str):
             if ann is bool:
                 fn = click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text)(fn)
                 continue
+            if typing.get_origin(ann) is list:
+                fn = click.option(
+                    flag, name, multiple=True, callback=lambda c, p, v: list(v) or None, help=help_text + " Repeatable."
+                )(fn)
+                continue
             if typing.get_origin(ann) is dict:
                 help_text = help_text.replace("[default: {}]", "") + " Repeat as KEY=VALUE."
                 fn = click.option(flag, name, multiple=True, callback=_key_values, metavar="KEY=VALUE", help=help_text)(
@@ -260,6 +265,67 @@ def scrub(ctx: click.Context, **options: Any) -> None:
     params = {k: options.pop(k) for k in list(options) if k not in _INPUT_KEYS}
     stage_params = {"stage": "pii.scrub", **{k: v for k, v in params.items() if v is not None}}
     _run_stages(ctx, "scrub", [stage_params], **options)
+
+
+@main.command()
+@_input_options
+@_stage_options("rewrite.lexicon")
+@click.option(
+    "--show", type=int, default=20, show_default=True, help="With --dry-run: how many proposed changes to print."
+)
+@click.pass_context
+@_handle_errors
+def rewrite(ctx: click.Context, show: int, **options: Any) -> None:
+    """Rewrite text with lexicons (rewrite.lexicon), e.g. into gender-neutral language.
+
+    With --dry-run the text is left as it is and every proposed change is listed with its rule.
+
+    \b
+    Example:
+      curate rewrite data_samples/job_posts.csv -o runs/jobs --dry-run
+      curate rewrite posts.jsonl -o runs/posts --lexicons gender_neutral --lexicons lexicons/house_style.csv
+    """
+    params = {k: options.pop(k) for k in list(options) if k not in _INPUT_KEYS}
+    _run_stages(
+        ctx, "rewrite", [{"stage": "rewrite.lexicon", **{k: v for k, v in params.items() if v is not None}}], **options
+    )
+    if params.get("dry_run"):
+        from pathlib import Path
+
+        import polars as pl
+
+        parts = sorted(Path(options["run_dir"], "output").glob("*.parquet"))
+        changes = pl.concat([pl.read_parquet(p, columns=["source", "rewrites"]) for p in parts]) if parts else None
+        if changes is None:
+            return
+        rows = changes.explode("rewrites").drop_nulls("rewrites").unnest("rewrites")
+        click.echo(
+            f"{len(rows)} proposed changes in {changes['rewrites'].list.len().gt(0).sum()} records (text unchanged):"
+        )
+        for r in rows.head(show).iter_rows(named=True):
+            click.echo(f"  {r['source']:<34} {r['old']!r} -> {r['new']!r}  [{r['rule']}]")
+
+
+@main.group()
+def lexicon() -> None:
+    """Work with rewrite lexicons (lexicons/*.csv)."""
+
+
+@lexicon.command("check")
+@click.argument("files", nargs=-1, required=True)
+@_handle_errors
+def lexicon_check(files: tuple[str, ...]) -> None:
+    """Validate lexicon files: empty fields, duplicates, conflicts, chains and cycles (with line numbers).
+
+    \b
+    Example:
+      curate lexicon check lexicons/gender_neutral.csv lexicons/house_style.csv
+    """
+    from curate.rewrite.lexicon import load_lexicon
+
+    for f in files:
+        lex = load_lexicon(f)
+        click.echo(f"{lex.path}: ok, {len(lex.entries)} entries")
 
 
 @main.command()

@@ -24,6 +24,8 @@ BUILTIN_STAGE_MODULES = (
     "curate.stages.quality",
     "curate.stages.dedup",
     "curate.stages.pii",
+    "curate.stages.rewrite",
+    "curate.stages.format",
 )
 
 _REGISTRY: dict[str, type[Stage]] = {}

