@@ -14,6 +14,7 @@ from rich.table import Table
 
 from curate import __version__
 from curate.errors import CurateError
+from curate.gate import GateFailed
 
 
 def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -23,6 +24,9 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except GateFailed as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(3)  # distinct from invalid input (2): the run finished, its data did not pass
         except CurateError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
@@ -361,6 +365,49 @@ def stages(name: str | None, as_json: bool) -> None:
         if d["params"]:
             console.print(table)
         console.print()
+
+
+@main.command("export")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--to", "to", type=click.Choice(["jsonl", "parquet", "hf"]), default="jsonl", show_default=True)
+@click.option("-o", "--out", required=True, help="Directory to write the splits to (replaced if it exists).")
+@click.option("--splits", default="train=0.9,validation=0.05,test=0.05", show_default=True, help="NAME=FRACTION,...")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--group-by", help="Column or meta key whose records stay in one split (default: near-duplicate cluster)."
+)
+@_handle_errors
+def export_cmd(run_dir: str, to: str, out: str, splits: str, seed: int, group_by: str | None) -> None:
+    """Export a run's output as train/validation/test splits loadable by `datasets`.
+
+    \b
+    Example:
+      curate export runs/demo --to jsonl -o exports/demo
+      python -c "import datasets; print(datasets.load_dataset('json', data_dir='exports/demo'))"
+      curate export runs/demo --to hf -o exports/demo_hf --group-by meta.patient_id
+    """
+    from curate.export import export
+
+    counts = export(run_dir, out, to, splits, seed, group_by)
+    click.echo(f"wrote {out}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@_handle_errors
+def report(run_dir: str) -> None:
+    """(Re)build the audit report of a run: report.html, report.md, report.json.
+
+    \b
+    Example:
+      curate report runs/demo && open runs/demo/report.html
+    """
+    from curate.pipeline import read_stats
+    from curate.report import build_report
+
+    read_stats(run_dir)  # a clear error if this is not a run directory
+    paths = build_report(run_dir)
+    click.echo(f"wrote {paths['html']} ({paths['html'].stat().st_size // 1024} KB), {paths['md']}, {paths['json']}")
 
 
 @main.command()

@@ -46,6 +46,7 @@ from curate.executor import (
     load_done,
     shard_task,
 )
+from curate.gate import GateFailed, evaluate, failure_message
 from curate.io import check_input, fingerprint, plan_ranges, write_json, write_jsonl, write_parquet
 from curate.progress import Reporter, make_reporter
 from curate.recipe import Plan
@@ -83,7 +84,7 @@ class Runner:
             "name": self.recipe.name,
             "plan_fingerprint": self.plan.fingerprint(),
             "inputs": [fingerprint(spec) for spec in self.recipe.input],
-            "recipe": self.recipe.model_dump(mode="json"),
+            "recipe": self.recipe.model_dump(mode="json", by_alias=True, exclude_none=True),
             "stages": [
                 {"dir": d, "stage": s.name, "version": s.version, "params": s.model_dump(mode="json")}
                 for d, s in zip(self.plan.stage_dirs()[1:], self.plan.stages)
@@ -133,8 +134,38 @@ class Runner:
                     self._batch_stage(ex, stage, parts, self.run_dir / prev, stage_dir)
         self._write_output(self.run_dir / dirs[-1], parts)
         stats = self._write_stats(time.perf_counter() - t0, final=True)
+        gate = self._validate_and_gate(stats, self.run_dir / dirs[-1], parts)
+        if self.recipe.report:
+            from curate.report import build_report
+
+            build_report(self.run_dir)
         self.reporter.run_end(stats)
+        if gate is not None and not gate["passed"]:
+            raise GateFailed(failure_message(gate))
         return stats
+
+    def _validate_and_gate(self, stats: dict[str, Any], last_dir: Path, parts: list[str]) -> dict[str, Any] | None:
+        """Great Expectations over the output, then the gate thresholds; results saved in the run."""
+        validation = None
+        if self.recipe.validation is not None:
+            from curate.validate import run_validation
+
+            frames = [pl.read_parquet(last_dir / f"{p}.parquet") for p in parts]
+            output = (
+                pl.concat(frames, how="diagonal_relaxed")
+                if frames
+                else pl.DataFrame(schema={"id": pl.String, "text": pl.String})
+            )
+            validation = run_validation(self.recipe.validation, output, self.run_dir / "validation")
+            stats["validation"] = {"success": validation["success"]}
+        gate = None
+        if self.recipe.gate is not None:
+            gate = evaluate(self.recipe.gate, stats, validation)
+            write_json(gate, self.run_dir / "gate.json")
+            stats["gate"] = {"passed": gate["passed"]}
+        if validation is not None or gate is not None:
+            write_json(stats, self.run_dir / "stats.json")
+        return gate
 
     def _ingest(self, ex: LocalExecutor, stage_dir: Path) -> list[str]:
         if (stage_dir / SUCCESS).exists():

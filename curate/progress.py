@@ -97,7 +97,7 @@ class RichReporter(Reporter):
         self._stop()
         tag = " [dim](done earlier)[/]" if resumed else ""
         self.console.print(
-            f"  [green]✓[/] {summary['stage']:<16} {summary['in']:>9,} -> {summary['kept']:>9,}  "
+            f"  [green]✓[/] {summary['stage']:<20} {summary['in']:>9,} -> {summary['kept']:>9,}  "
             f"({summary['rejected']:,} rejected){tag}",
             highlight=False,
         )

@@ -21,8 +21,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from curate.errors import RecipeError, did_you_mean
+from curate.gate import GateSpec
 from curate.io import InputSpec
 from curate.registry import Stage, get_stage
+from curate.validate import ValidateSpec
 
 
 class RunSettings(BaseModel):
@@ -52,7 +54,7 @@ class OutputSpec(BaseModel):
 class Recipe(BaseModel):
     """A whole recipe file."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, populate_by_name=True)
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     """Run name; the default run directory is runs/<name>."""
@@ -66,6 +68,12 @@ class Recipe(BaseModel):
     """Stages in order: `- stage: NAME` plus its parameters, or just `- NAME`."""
     run: RunSettings = RunSettings()
     output: OutputSpec = OutputSpec()
+    validation: ValidateSpec | None = Field(default=None, alias="validate")
+    """Great Expectations checks on the final records (recipe key `validate:`; see curate/validate.py)."""
+    gate: GateSpec | None = None
+    """Thresholds the finished run must meet; a failure exits non-zero (see curate/gate.py)."""
+    report: bool = True
+    """Write report.html (+ report.md, report.json) at the end of the run."""
 
     @field_validator("input", mode="before")
     @classmethod
@@ -157,6 +165,16 @@ def load_recipe(source: str | os.PathLike | dict[str, Any], overrides: dict[str,
         built = _build_stage(entry, f"stages[{i}]", problems)
         if built is not None:
             stages.append(built)
+    if recipe.gate is not None:
+        names = [s.name for s in stages]
+        for name in recipe.gate.max_stage_reject_rate:
+            if name not in names:
+                problems.append(
+                    f"gate.max_stage_reject_rate: no stage '{name}' in this recipe.{did_you_mean(name, names)} "
+                    f"Stages: {', '.join(names) or 'none'}"
+                )
+        if recipe.gate.validation_success and recipe.validation is None:
+            problems.append("gate.validation_success: needs a `validate:` section to validate with")
     if problems:
         raise RecipeError(f"{where}: invalid recipe:\n" + "\n".join(f"  - {p}" for p in problems))
     return Plan(recipe=recipe, stages=stages)

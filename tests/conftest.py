@@ -22,7 +22,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def run(recipe: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-    recipe = {"name": "t", "run": {"workers": 1}, **recipe}
+    recipe = {"name": "t", "run": {"workers": 1}, "report": False, **recipe}
     return Runner(load_recipe(recipe), **kwargs).run()
 
 

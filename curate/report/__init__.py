@@ -1,0 +1,336 @@
+"""The audit report of a run: one self-contained report.html, plus report.md and report.json.
+
+Everything shown comes from the run directory (stats.json, manifest.json,
+parts, rejects, clusters, validation results), so the numbers are the run's
+own. Text previews (sample rejects, example clusters) are scrubbed with the
+run's PII profile (hipaa if the recipe had none) before they are shown:
+earlier stages hold raw text, the report must not.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+TEMPLATE = Path(__file__).resolve().parent / "templates" / "report.html.j2"
+PREVIEW_CHARS = 220
+
+
+def build_report(run_dir: str | Path) -> dict[str, Path]:
+    """Write report.html, report.md and report.json into ``run_dir``; returns their paths."""
+    run_dir = Path(run_dir)
+    ctx = _context(run_dir)
+    import jinja2
+
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    env.filters["n"] = lambda v: f"{v:,}" if isinstance(v, int) else v
+    env.filters["pct"] = lambda v: f"{100 * v:.1f}%"
+    html = env.from_string(TEMPLATE.read_text(encoding="utf-8")).render(**ctx)
+    paths = {"html": run_dir / "report.html", "md": run_dir / "report.md", "json": run_dir / "report.json"}
+    paths["html"].write_text(html, encoding="utf-8")
+    paths["md"].write_text(_markdown(ctx), encoding="utf-8")
+    paths["json"].write_text(json.dumps(ctx["summary"], indent=2, default=str) + "\n", encoding="utf-8")
+    return paths
+
+
+# ---------------------------------------------------------------------------
+
+
+def _context(run_dir: Path) -> dict[str, Any]:
+    stats = json.loads((run_dir / "stats.json").read_text())
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    gate = json.loads((run_dir / "gate.json").read_text()) if (run_dir / "gate.json").exists() else None
+    validation = (
+        json.loads((run_dir / "validation" / "summary.json").read_text())
+        if (run_dir / "validation" / "summary.json").exists()
+        else None
+    )
+    stages = stats["stages"]
+    scrubber = _scrubber(manifest)
+    output = _read_parts(run_dir / stages[-1]["dir"]) if stages else pl.DataFrame()  # the output, always as Parquet
+    ingest = _read_parts(run_dir / stages[0]["dir"], columns=["text"]) if stages else pl.DataFrame()
+    counters = {}
+    for s in stages:
+        for k, v in s.get("counters", {}).items():
+            counters.setdefault(s["stage"], {})[k] = v
+    pii = {k.split(".", 1)[1]: v for s in stages for k, v in s.get("counters", {}).items() if k.startswith("entity.")}
+    review = {
+        k.split(".", 1)[1]: v for s in stages for k, v in s.get("counters", {}).items() if k.startswith("review.")
+    }
+    rules = {k.split(".", 1)[1]: v for s in stages for k, v in s.get("counters", {}).items() if k.startswith("rule.")}
+    summary = {
+        "run": stats["name"],
+        "complete": stats.get("complete", True),
+        "records_in": stats["records_in"],
+        "records_out": stats["records_out"],
+        "rejected": stats["rejected"],
+        "funnel": [
+            {
+                "stage": s["stage"],
+                "in": s["in"],
+                "kept": s["kept"],
+                "rejected": s["rejected"],
+                "rejected_by_reason": s["rejected_by_reason"],
+                "modified": s["modified"],
+            }  # fmt: skip
+            for s in stages
+        ],
+        "pii_entities": pii,
+        "pii_review_flags": review,
+        "rewrite_rules": dict(sorted(rules.items(), key=lambda kv: -kv[1])[:30]),
+        "gate": gate,
+        "validation": validation,
+        "manifest_fingerprint": manifest.get("plan_fingerprint"),
+    }
+    dedup = next((s for s in stages if s["stage"] == "dedup.minhash"), None)
+    return {
+        "summary": summary,
+        "stats": stats,
+        "manifest": manifest,
+        "recipe_yaml": _yaml(manifest.get("recipe", {})),
+        "gate": gate,
+        "validation": validation,
+        "funnel_svg": _funnel_svg(stages),
+        "length_svg": _length_svg(ingest, output),
+        "quality_svgs": _quality_svgs(run_dir, stages, output),
+        "lang_svg": _lang_svg(output),
+        "pii_svg": _bar_svg(pii, "PII entities removed, by type") if pii else None,
+        "pii": dict(sorted(pii.items(), key=lambda kv: -kv[1])),
+        "review": review,
+        "rules": summary["rewrite_rules"],
+        "dedup": dedup["global"] if dedup else None,
+        "clusters": _example_clusters(run_dir, stages[0]["dir"], dedup, scrubber) if dedup else [],
+        "samples": _reject_samples(run_dir, stages, scrubber),
+        "preview_note": scrubber[1],
+    }
+
+
+def _read_parts(folder: Path, columns: list[str] | None = None) -> pl.DataFrame:
+    parts = sorted(folder.glob("*.parquet"))
+    if not parts:
+        return pl.DataFrame()
+    return pl.concat([pl.read_parquet(p, columns=columns) for p in parts], how="diagonal_relaxed")
+
+
+def _scrubber(manifest: dict[str, Any]) -> tuple[Any, str]:
+    """A function that makes text previews PII-safe, and a sentence saying how."""
+    profile = next((s["params"]["profile"] for s in manifest.get("stages", []) if s["stage"] == "pii.scrub"), "hipaa")
+    try:
+        from curate.pii.engine import analyze, build_engine
+
+        engine = build_engine(profile)
+    except Exception as e:  # noqa: BLE001 - a report without previews beats no report
+        return None, f"Text previews are hidden: the PII engine could not be loaded ({e})."
+
+    def scrub(texts: list[str]) -> list[str]:
+        from curate.pii.operators import placeholder
+
+        out = []
+        for text, spans in zip(texts, analyze(engine, texts)):
+            for s in sorted(spans, key=lambda s: s.start, reverse=True):
+                text = text[: s.start] + placeholder(s.entity) + text[s.end :]
+            out.append(text)
+        return out
+
+    return scrub, f"Text previews are scrubbed with the '{profile}' PII profile before they are shown."
+
+
+def _previews(texts: list[str], scrubber: tuple[Any, str]) -> list[str]:
+    clipped = [(t or "")[: PREVIEW_CHARS * 2] for t in texts]
+    fn = scrubber[0]
+    safe = fn(clipped) if fn and clipped else (["(hidden)"] * len(clipped) if not fn else [])
+    return [s[:PREVIEW_CHARS] + ("…" if len(s) > PREVIEW_CHARS else "") for s in safe]
+
+
+def _reject_samples(run_dir: Path, stages: list[dict], scrubber) -> list[dict[str, Any]]:
+    out = []
+    for s in stages:
+        path = run_dir / "rejects" / f"{s['dir']}.parquet"
+        if not path.exists():
+            continue
+        rej = pl.read_parquet(path, columns=["source", "reason", "detail", "text"])
+        sample = rej.group_by("reason", maintain_order=True).head(3)
+        previews = _previews(sample["text"].to_list(), scrubber)
+        for row, preview in zip(sample.iter_rows(named=True), previews):
+            out.append(
+                {
+                    "stage": s["stage"],
+                    "reason": row["reason"],
+                    "source": row["source"],
+                    "detail": row["detail"] or "",
+                    "preview": preview,
+                }
+            )
+    return out
+
+
+def _example_clusters(run_dir: Path, ingest_dir: str, dedup: dict, scrubber) -> list[dict[str, Any]]:
+    path = run_dir / dedup["dir"] / "clusters.parquet"
+    if not path.exists():
+        return []
+    clusters = pl.read_parquet(path)
+    if not len(clusters):
+        return []
+    biggest = (
+        clusters.group_by("cluster").agg(pl.len().alias("n")).sort(["n", "cluster"], descending=[True, False]).head(3)
+    )
+    members = clusters.filter(pl.col("cluster").is_in(biggest["cluster"].implode())).sort("cluster", "_order")
+    texts = _read_parts(run_dir / ingest_dir, columns=["id", "source", "text"])  # ids are stable from ingest on
+    members = members.join(texts, on="id", how="left")
+    previews = _previews(members["text"].fill_null("").to_list(), scrubber)
+    out: dict[str, dict] = {}
+    for row, preview in zip(members.iter_rows(named=True), previews):
+        c = out.setdefault(row["cluster"], {"size": row["cluster_size"], "members": []})
+        c["members"].append(
+            {
+                "kept": row["kept"],
+                "similarity": round(float(row["similarity"]), 3),
+                "source": row["source"],
+                "preview": preview,
+            }
+        )
+    return list(out.values())
+
+
+# -- plots (matplotlib -> inline SVG) -----------------------------------------------------------
+
+
+def _svg(fig) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    svg = buf.getvalue()
+    return svg[svg.index("<svg") :]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none"})
+    return plt
+
+
+def _funnel_svg(stages: list[dict]) -> str | None:
+    if not stages:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(stages) + 0.8))
+    names = [s["stage"] for s in stages][::-1]
+    kept = [s["kept"] for s in stages][::-1]
+    rej = [s["rejected"] for s in stages][::-1]
+    ax.barh(names, kept, color="#3b7dd8", label="kept")
+    ax.barh(names, rej, left=kept, color="#e4572e", label="rejected")
+    for i, (k, r) in enumerate(zip(kept, rej)):
+        ax.text(k + r, i, f"  {k:,} kept, {r:,} rejected", va="center", fontsize=8)
+    ax.set_xlabel("records")
+    ax.set_xlim(0, max(s["in"] for s in stages) * 1.45 or 1)
+    ax.legend(loc="lower right", frameon=False)
+    return _svg(fig)
+
+
+def _length_svg(ingest: pl.DataFrame, output: pl.DataFrame) -> str | None:
+    if not len(ingest) or "text" not in ingest.columns:
+        return None
+    import numpy as np
+
+    plt = _plt()
+    before = ingest["text"].str.len_chars().to_numpy()
+    after = output["text"].str.len_chars().to_numpy() if len(output) else np.array([])
+    fig, ax = plt.subplots(figsize=(7.5, 2.6))
+    top = max(before.max(initial=1), after.max(initial=1))
+    bins = np.logspace(0, np.log10(top + 1), 40)
+    ax.hist(before, bins=bins, alpha=0.55, color="#8a8a8a", label=f"ingested ({len(before):,})")
+    ax.hist(after, bins=bins, alpha=0.75, color="#3b7dd8", label=f"output ({len(after):,})")
+    ax.set_xscale("log")
+    ax.set_xlabel("characters per record")
+    ax.set_ylabel("records")
+    ax.legend(frameon=False)
+    return _svg(fig)
+
+
+def _quality_svgs(run_dir: Path, stages: list[dict], output: pl.DataFrame) -> list[str]:
+    quality = [s for s in stages if s["stage"] in ("quality.heuristics", "quality.instruction", "quality.language")]
+    if not quality:
+        return []
+    plt = _plt()
+    svgs = []
+    for s in quality:
+        kept = _read_parts(run_dir / s["dir"])
+        rej_path = run_dir / "rejects" / f"{s['dir']}.parquet"
+        rej = pl.read_parquet(rej_path) if rej_path.exists() else pl.DataFrame()
+        cols = [c for c in kept.columns if c.startswith("q_") or c == "lang_confidence"]
+        if not cols:
+            continue
+        fig, axes = plt.subplots(1, len(cols), figsize=(min(2.2 * len(cols), 11), 1.9), squeeze=False)
+        for ax, col in zip(axes[0], cols):
+            ax.hist(
+                kept[col].drop_nulls().cast(pl.Float64).to_numpy(), bins=20, color="#3b7dd8", alpha=0.8, label="kept"
+            )
+            if len(rej) and col in rej.columns:
+                ax.hist(
+                    rej[col].drop_nulls().cast(pl.Float64).to_numpy(),
+                    bins=20,
+                    color="#e4572e",
+                    alpha=0.6,
+                    label="rejected",
+                )
+            ax.set_title(col.removeprefix("q_").replace("_", " "), fontsize=8)
+            ax.tick_params(labelsize=7)
+        axes[0][0].legend(frameon=False, fontsize=7)
+        svgs.append(f"<h4>{escape(s['stage'])}</h4>" + _svg(fig))
+    return svgs
+
+
+def _lang_svg(output: pl.DataFrame) -> str | None:
+    if "lang" not in output.columns or not len(output):
+        return None
+    counts = dict(output["lang"].fill_null("?").value_counts(sort=True).iter_rows())
+    return _bar_svg(counts, "records per language")
+
+
+def _bar_svg(counts: dict[str, int], title: str) -> str:
+    plt = _plt()
+    items = sorted(counts.items(), key=lambda kv: kv[1])
+    fig, ax = plt.subplots(figsize=(6.5, 0.28 * len(items) + 0.8))
+    ax.barh([k for k, _ in items], [v for _, v in items], color="#6c4fb3")
+    for i, (_, v) in enumerate(items):
+        ax.text(v, i, f" {v:,}", va="center", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    return _svg(fig)
+
+
+def _yaml(obj: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(obj, sort_keys=False, allow_unicode=True)
+
+
+def _markdown(ctx: dict[str, Any]) -> str:
+    s = ctx["summary"]
+    lines = [f"# curate run `{s['run']}`", ""]
+    lines.append(f"{s['records_in']:,} records in, {s['records_out']:,} out, {s['rejected']:,} rejected.")
+    if s["gate"]:
+        lines.append(f"Quality gate: **{'passed' if s['gate']['passed'] else 'FAILED'}**.")
+    if s["validation"]:
+        lines.append(f"Validation (Great Expectations): **{'passed' if s['validation']['success'] else 'FAILED'}**.")
+    lines += ["", "| stage | in | kept | rejected | rejects by reason |", "| --- | ---: | ---: | ---: | --- |"]
+    for f in s["funnel"]:
+        reasons = ", ".join(f"{k} {v:,}" for k, v in f["rejected_by_reason"].items())
+        lines.append(f"| {f['stage']} | {f['in']:,} | {f['kept']:,} | {f['rejected']:,} | {reasons} |")
+    if s["gate"]:
+        lines += ["", "| gate threshold | actual | limit | |", "| --- | --- | --- | --- |"]
+        for c in s["gate"]["checks"]:
+            lines.append(f"| {c['threshold']} | {c['actual']} | {c['limit']} | {'ok' if c['passed'] else 'FAILED'} |")
+    if s["pii_entities"]:
+        lines += ["", "PII removed: " + ", ".join(f"{k} {v:,}" for k, v in sorted(s["pii_entities"].items()))]
+    return "\n".join(lines) + "\n"
