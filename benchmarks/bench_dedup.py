@@ -60,10 +60,8 @@ def simple_shingles(text: str, n: int = 5) -> list[str]:
 # Baselines: read JSONL -> shingle -> MinHash -> LSH query, insert -> write kept
 
 
-def datasketch_loop(path: Path, out: Path, limit: int | None = None) -> dict[str, str]:
-    from datasketch import MinHash, MinHashLSH
-
-    lsh = MinHashLSH(threshold=THRESHOLD, num_perm=NUM_PERM)
+def _baseline(path: Path, out: Path, limit: int | None, sketch, query, insert) -> dict[str, str]:
+    """The loop a plain script writes: read a line, shingle, sketch, query the index, insert or drop, write."""
     dup_of: dict[str, str] = {}
     with open(path) as fh, open(out, "w") as w:
         for i, line in enumerate(fh):
@@ -71,15 +69,27 @@ def datasketch_loop(path: Path, out: Path, limit: int | None = None) -> dict[str
                 break
             rec = json.loads(line)
             key = rec.get("id", str(i))
-            m = MinHash(num_perm=NUM_PERM)
-            m.update_batch([s.encode("utf-8") for s in simple_shingles(rec["text"])])
-            found = lsh.query(m)
+            m = sketch(simple_shingles(rec["text"]))
+            found = query(m)
             if found:
-                dup_of[key] = min(found)
+                dup_of[key] = found
             else:
-                lsh.insert(key, m)
+                insert(key, m)
                 w.write(line)
     return dup_of
+
+
+def datasketch_loop(path: Path, out: Path, limit: int | None = None) -> dict[str, str]:
+    from datasketch import MinHash, MinHashLSH
+
+    lsh = MinHashLSH(threshold=THRESHOLD, num_perm=NUM_PERM)
+
+    def sketch(shingles: list[str]) -> MinHash:
+        m = MinHash(num_perm=NUM_PERM)
+        m.update_batch([s.encode("utf-8") for s in shingles])
+        return m
+
+    return _baseline(path, out, limit, sketch, lambda m: min(lsh.query(m), default=None), lsh.insert)
 
 
 def rensa_loop(path: Path, out: Path, limit: int | None = None) -> dict[str, str]:
@@ -88,23 +98,17 @@ def rensa_loop(path: Path, out: Path, limit: int | None = None) -> dict[str, str
     b = 16  # rensa needs num_perm divisible by num_bands; 16 x 8 is its usual setting for 0.8
     lsh = RMinHashLSH(threshold=THRESHOLD, num_perm=NUM_PERM, num_bands=b)
     keys: list[str] = []
-    dup_of: dict[str, str] = {}
-    with open(path) as fh, open(out, "w") as w:
-        for i, line in enumerate(fh):
-            if limit is not None and i >= limit:
-                break
-            rec = json.loads(line)
-            key = rec.get("id", str(i))
-            m = RMinHash(num_perm=NUM_PERM, seed=1)
-            m.update(simple_shingles(rec["text"]))
-            found = lsh.query(m)
-            if found:
-                dup_of[key] = keys[min(found)]
-            else:
-                lsh.insert(len(keys), m)
-                keys.append(key)
-                w.write(line)
-    return dup_of
+
+    def sketch(shingles: list[str]) -> RMinHash:
+        m = RMinHash(num_perm=NUM_PERM, seed=1)
+        m.update(shingles)
+        return m
+
+    def insert(key: str, m: RMinHash) -> None:
+        lsh.insert(len(keys), m)
+        keys.append(key)
+
+    return _baseline(path, out, limit, sketch, lambda m: keys[min(found)] if (found := lsh.query(m)) else None, insert)
 
 
 # ---------------------------------------------------------------------------

@@ -210,15 +210,9 @@ class Runner:
         if self._skip_done(stage.name, stage_dir):
             return
         _make_dirs(stage_dir)
-        done = load_done(stage_dir)
         t0 = time.perf_counter()
         self.reporter.stage_start(stage.name, total=self._expected_in())
-        for marker in done.values():
-            self.reporter.advance(marker["in"])
-        todo = [(stage, p, str(in_dir), str(stage_dir)) for p in parts if p not in done]
-        for marker in ex.map(shard_task, todo):
-            done[marker["part"]] = marker
-            self.reporter.advance(marker["in"])
+        done = self._run_shards(ex, shard_task, stage, parts, in_dir, stage_dir)
         summary = self._summarise(stage.name, stage_dir, done, time.perf_counter() - t0)
         self._close_stage(stage_dir, summary)
         self._record(stage.name, stage_dir, summary)
@@ -264,13 +258,7 @@ class Runner:
 
         t_apply = time.perf_counter()
         self.reporter.stage_start(stage.name, total=self._expected_in(), phase="apply")
-        done = load_done(stage_dir)
-        for marker in done.values():
-            self.reporter.advance(marker["in"])
-        todo = [(stage, p, str(in_dir), str(stage_dir)) for p in parts if p not in done]
-        for marker in ex.map(apply_task, todo):
-            done[marker["part"]] = marker
-            self.reporter.advance(marker["in"])
+        done = self._run_shards(ex, apply_task, stage, parts, in_dir, stage_dir)
         summary = self._summarise(stage.name, stage_dir, done, time.perf_counter() - t0)
         summary["global"] = global_stats["stats"]
         # wall seconds per phase in this invocation (a resumed phase shows only what was left)
@@ -281,6 +269,19 @@ class Runner:
         }
         self._close_stage(stage_dir, summary)
         self._record(stage.name, stage_dir, summary)
+
+    def _run_shards(
+        self, ex: LocalExecutor, task, stage, parts: list[str], in_dir: Path, stage_dir: Path
+    ) -> dict[str, dict]:
+        """Run ``task`` over the parts not yet done (resume), counting progress; returns all shard markers."""
+        done = load_done(stage_dir)
+        for marker in done.values():
+            self.reporter.advance(marker["in"])
+        todo = [(stage, p, str(in_dir), str(stage_dir)) for p in parts if p not in done]
+        for marker in ex.map(task, todo):
+            done[marker["part"]] = marker
+            self.reporter.advance(marker["in"])
+        return done
 
     # -- bookkeeping ---------------------------------------------------------
 
