@@ -31,6 +31,7 @@ bench: setup
 	$(PY) benchmarks/bench_dedup.py
 	$(PY) benchmarks/bench_pii.py
 	$(PY) benchmarks/bench_rewrite.py
+	$(PY) benchmarks/bench_train.py
 
 lint: setup
 	$(VENV)/bin/ruff check curate train tests benchmarks lexicons

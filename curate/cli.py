@@ -367,6 +367,46 @@ def stages(name: str | None, as_json: bool) -> None:
         console.print()
 
 
+@main.command("train")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option(
+    "--dry-run", is_flag=True, help="Print trainable parameters, tokens per epoch and a memory estimate; do not train."
+)
+@_handle_errors
+def train_cmd(config: str, dry_run: bool) -> None:
+    """Fine-tune a model on a curated run (LoRA, QLoRA, full, partial, prompt, prefix, classifier).
+
+    Multi-GPU: `accelerate launch -m curate.cli train CONFIG` with the same config.
+
+    \b
+    Example:
+      curate train pipelines/train_tiny.yaml --dry-run
+      curate train pipelines/train_tiny.yaml
+    """
+    from train.config import load_config
+    from train.run import train
+
+    result = train(load_config(config), dry_run=dry_run, log=click.echo)
+    keys = (
+        "method",
+        "trainable_parameters",
+        "total_parameters",
+        "tokens_per_epoch",
+        "memory_estimate_mb",
+        "data_counts",
+    )
+    if dry_run:
+        for k in keys:
+            if k in result:
+                click.echo(f"  {k}: {result[k]}")
+        return
+    if "after" in result and isinstance(result["after"], dict) and "held_out" in result["after"]:
+        b, a = result["before"]["held_out"], result["after"]["held_out"]
+        if b and a:
+            click.echo(f"held-out loss {b['loss']} -> {a['loss']} (perplexity {b['perplexity']} -> {a['perplexity']})")
+        click.echo(f"model: {result['export']['path']} ({result['export']['kind']}); model card README.md there")
+
+
 @main.command("export")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--to", "to", type=click.Choice(["jsonl", "parquet", "hf"]), default="jsonl", show_default=True)

@@ -142,7 +142,24 @@ class Runner:
         self.reporter.run_end(stats)
         if gate is not None and not gate["passed"]:
             raise GateFailed(failure_message(gate))
+        if self.recipe.train is not None:  # only ever after the gate passed
+            stats["train"] = self._train()
         return stats
+
+    def _train(self) -> dict[str, Any]:
+        import yaml
+
+        from train.config import TrainConfig
+        from train.run import train
+
+        raw = (
+            self.recipe.train
+            if isinstance(self.recipe.train, dict)
+            else yaml.safe_load(Path(self.recipe.train).read_text())
+        )
+        cfg = TrainConfig.model_validate({"dataset": str(self.run_dir), **raw})
+        result = train(cfg, log=lambda msg: None)
+        return {k: result.get(k) for k in ("method", "train_loss", "steps", "before", "after", "export")}
 
     def _validate_and_gate(self, stats: dict[str, Any], last_dir: Path, parts: list[str]) -> dict[str, Any] | None:
         """Great Expectations over the output, then the gate thresholds; results saved in the run."""

@@ -74,6 +74,8 @@ class Recipe(BaseModel):
     """Thresholds the finished run must meet; a failure exits non-zero (see curate/gate.py)."""
     report: bool = True
     """Write report.html (+ report.md, report.json) at the end of the run."""
+    train: dict[str, Any] | str | None = None
+    """A train config (inline, or a path to its YAML), run after the gate passes; dataset defaults to this run."""
 
     @field_validator("input", mode="before")
     @classmethod
@@ -175,6 +177,14 @@ def load_recipe(source: str | os.PathLike | dict[str, Any], overrides: dict[str,
                 )
         if recipe.gate.validation_success and recipe.validation is None:
             problems.append("gate.validation_success: needs a `validate:` section to validate with")
+    if recipe.train is not None:
+        from train.config import TrainConfig
+
+        raw = recipe.train if isinstance(recipe.train, dict) else yaml.safe_load(Path(recipe.train).read_text())
+        try:
+            TrainConfig.model_validate({"dataset": str(recipe.run_dir), **raw})
+        except ValidationError as e:
+            problems.extend(_error_lines(e, "train", TrainConfig))
     if problems:
         raise RecipeError(f"{where}: invalid recipe:\n" + "\n".join(f"  - {p}" for p in problems))
     return Plan(recipe=recipe, stages=stages)

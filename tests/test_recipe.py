@@ -115,3 +115,13 @@ def test_shipped_recipes_are_valid():
     assert recipes
     for path in recipes:
         assert load_recipe(path).stages
+
+
+def test_shipped_train_configs_are_valid():
+    from train.config import load_config
+
+    root = Path(__file__).resolve().parent.parent / "pipelines" / "training"
+    configs = sorted(root.glob("*.yaml"))
+    assert configs
+    for path in configs:
+        assert load_config(path).method
