@@ -111,50 +111,30 @@ class Heuristics(Stage):
     """Share of characters covered by the most frequent word 2-gram."""
     max_boilerplate_lines: float | None = 0.5
 
+    # (reason, score column, bound field, kind): a record fails the first check it does not pass
+    _CHECKS = (
+        ("too_few_words", "q_words", "min_words", "min"),
+        ("too_many_words", "q_words", "max_words", "max"),
+        ("mean_word_length", "q_mean_word_length", "min_mean_word_length", "min"),
+        ("mean_word_length", "q_mean_word_length", "max_mean_word_length", "max"),
+        ("symbol_ratio", "q_symbol_ratio", "max_symbol_ratio", "max"),
+        ("bullet_lines", "q_bullet_lines", "max_bullet_lines", "max"),
+        ("ellipsis_lines", "q_ellipsis_lines", "max_ellipsis_lines", "max"),
+        ("alpha_words", "q_alpha_words", "min_alpha_words", "min"),
+        ("no_stop_words", "q_stop_words", "min_stop_words", "min"),
+        ("duplicate_lines", "q_duplicate_lines", "max_duplicate_lines", "max"),
+        ("repeated_ngrams", "q_top_2gram", "max_top_2gram", "max"),
+        ("boilerplate", "q_boilerplate_lines", "max_boilerplate_lines", "max"),
+    )
+
     def process(self, batch: pl.DataFrame) -> Split:
         scored = batch.with_columns(**self.scores(batch["text"]))
-        checks = [
-            ("too_few_words", pl.col("q_words") < self.min_words if self.min_words is not None else None),
-            ("too_many_words", pl.col("q_words") > self.max_words if self.max_words is not None else None),
-            (
-                "mean_word_length",
-                _outside(pl.col("q_mean_word_length"), self.min_mean_word_length, self.max_mean_word_length),
-            ),
-            (
-                "symbol_ratio",
-                pl.col("q_symbol_ratio") > self.max_symbol_ratio if self.max_symbol_ratio is not None else None,
-            ),
-            (
-                "bullet_lines",
-                pl.col("q_bullet_lines") > self.max_bullet_lines if self.max_bullet_lines is not None else None,
-            ),
-            (
-                "ellipsis_lines",
-                pl.col("q_ellipsis_lines") > self.max_ellipsis_lines if self.max_ellipsis_lines is not None else None,
-            ),
-            (
-                "alpha_words",
-                pl.col("q_alpha_words") < self.min_alpha_words if self.min_alpha_words is not None else None,
-            ),
-            (
-                "no_stop_words",
-                pl.col("q_stop_words") < self.min_stop_words if self.min_stop_words is not None else None,
-            ),
-            (
-                "duplicate_lines",
-                pl.col("q_duplicate_lines") > self.max_duplicate_lines
-                if self.max_duplicate_lines is not None
-                else None,
-            ),
-            ("repeated_ngrams", pl.col("q_top_2gram") > self.max_top_2gram if self.max_top_2gram is not None else None),
-            (
-                "boilerplate",
-                pl.col("q_boilerplate_lines") > self.max_boilerplate_lines
-                if self.max_boilerplate_lines is not None
-                else None,
-            ),
-        ]
-        return _first_failure(self.name, scored, [(r, c) for r, c in checks if c is not None])
+        checks = []
+        for reason, column, bound_name, kind in self._CHECKS:
+            bound = getattr(self, bound_name)
+            if bound is not None:
+                checks.append((reason, pl.col(column) < bound if kind == "min" else pl.col(column) > bound))
+        return _first_failure(self.name, scored, checks)
 
     @staticmethod
     def scores(text: pl.Series) -> dict[str, pl.Series]:
