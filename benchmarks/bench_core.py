@@ -51,11 +51,17 @@ def main() -> None:
             "stages": ["normalize", {"stage": "filter.length", "min_words": 5}, "dedup.exact"],
             "run": {"workers": args.workers, "shard_size": 10_000},
             "output": {"run_dir": str(run_dir)},
+            "report": False,  # timed separately below
         }
     )
     t0 = time.perf_counter()
     stats = Runner(plan).run()
     total = time.perf_counter() - t0
+    from curate.report import build_report
+
+    t0 = time.perf_counter()
+    build_report(run_dir)
+    report_s = time.perf_counter() - t0
     stages = {
         s["stage"]: {"records_in": s["in"], "seconds": s["seconds"], "docs_per_s": s["records_per_s"]}
         for s in stats["stages"]
@@ -70,6 +76,7 @@ def main() -> None:
             "corpus_generation_s": round(gen_s, 1),
             "stages": stages,
             "end_to_end_s": round(total, 2),
+            "report_s": round(report_s, 2),
             "docs_per_s": round(args.docs / total, 1),
             "records_out": stats["records_out"],
             **peak_rss_mb(),

@@ -39,7 +39,7 @@ def parse_splits(text: str) -> dict[str, float]:
 def output_records(run_dir: Path) -> pl.DataFrame:
     stats = json.loads((run_dir / "stats.json").read_text())
     last = run_dir / stats["stages"][-1]["dir"]
-    parts = sorted(last.glob("*.parquet"))
+    parts = sorted(last.glob("part-*.parquet"))
     if not parts:
         raise CurateError(f"run '{run_dir}' has no output records to export")
     return pl.concat([pl.read_parquet(p) for p in parts], how="diagonal_relaxed")

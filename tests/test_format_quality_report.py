@@ -300,3 +300,21 @@ def test_stage_stats_include_quality_reasons(workdir: Path):
     stats = run({"input": ["q.jsonl"], "stages": ["quality.heuristics"]})
     assert stage_stats(stats, "quality.heuristics")["rejected_by_reason"] == {"too_few_words": 1}
     assert "q_words" in output("runs/t").columns
+
+
+def test_export_train_loader_and_report_read_only_record_parts_after_a_global_stage(workdir: Path):
+    """A global stage's directory also holds _decisions.parquet and clusters.parquet."""
+    from curate.report import build_report
+    from train.data import load_records
+
+    base = "the same words in every one of these records about the library and the budget"
+    write_jsonl(
+        workdir / "g.jsonl",
+        [{"text": f"{base} {i % 5}"} for i in range(20)] + [{"text": f"other text {i} here"} for i in range(10)],
+    )
+    stats = run({"input": ["g.jsonl"], "stages": ["dedup.minhash"]})
+    n = stats["records_out"]
+    assert len(load_records("runs/t")) == n
+    res = CliRunner().invoke(main, ["export", "runs/t", "-o", "exp", "--splits", "train=1.0"])
+    assert res.exit_code == 0 and f"train {n:,}" in res.output
+    assert build_report("runs/t")["html"].exists()

@@ -45,7 +45,7 @@ def load_records(dataset: str) -> pl.DataFrame:
     path = Path(dataset)
     if (path / "stats.json").exists():
         stats = json.loads((path / "stats.json").read_text())
-        parts = sorted((path / stats["stages"][-1]["dir"]).glob("*.parquet"))
+        parts = sorted((path / stats["stages"][-1]["dir"]).glob("part-*.parquet"))
         if not parts:
             raise RecipeError(f"dataset: run '{dataset}' has no output records")
         return pl.concat([pl.read_parquet(p) for p in parts], how="diagonal_relaxed")

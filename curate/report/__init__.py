@@ -52,8 +52,11 @@ def _context(run_dir: Path) -> dict[str, Any]:
     )
     stages = stats["stages"]
     scrubber = _scrubber(manifest)
-    output = _read_parts(run_dir / stages[-1]["dir"]) if stages else pl.DataFrame()  # the output, always as Parquet
-    ingest = _read_parts(run_dir / stages[0]["dir"], columns=["text"]) if stages else pl.DataFrame()
+    # lengths and small columns only: never hold a run's text in memory for a chart
+    out_dir = run_dir / stages[-1]["dir"] if stages else None
+    output = _read_parts(out_dir, columns=_small_columns(out_dir)) if out_dir else pl.DataFrame()
+    lengths_in = _lengths(run_dir / stages[0]["dir"]) if stages else None
+    lengths_out = _lengths(out_dir) if out_dir else None
     counters = {}
     for s in stages:
         for k, v in s.get("counters", {}).items():
@@ -96,7 +99,7 @@ def _context(run_dir: Path) -> dict[str, Any]:
         "gate": gate,
         "validation": validation,
         "funnel_svg": _funnel_svg(stages),
-        "length_svg": _length_svg(ingest, output),
+        "length_svg": _length_svg(lengths_in, lengths_out),
         "quality_svgs": _quality_svgs(run_dir, stages, output),
         "lang_svg": _lang_svg(output),
         "pii_svg": _bar_svg(pii, "PII entities removed, by type") if pii else None,
@@ -110,8 +113,22 @@ def _context(run_dir: Path) -> dict[str, Any]:
     }
 
 
+def _lengths(folder: Path):
+    parts = sorted(folder.glob("part-*.parquet"))
+    if not parts:
+        return None
+    return pl.scan_parquet(parts).select(pl.col("text").str.len_chars()).collect()["text"].to_numpy()
+
+
+def _small_columns(folder: Path) -> list[str] | None:
+    parts = sorted(folder.glob("part-*.parquet"))
+    if not parts:
+        return None
+    return [c for c in pl.read_parquet_schema(parts[0]) if c == "lang" or c.startswith("q_")] or ["id"]
+
+
 def _read_parts(folder: Path, columns: list[str] | None = None) -> pl.DataFrame:
-    parts = sorted(folder.glob("*.parquet"))
+    parts = sorted(folder.glob("part-*.parquet"))
     if not parts:
         return pl.DataFrame()
     return pl.concat([pl.read_parquet(p, columns=columns) for p in parts], how="diagonal_relaxed")
@@ -238,14 +255,13 @@ def _funnel_svg(stages: list[dict]) -> str | None:
     return _svg(fig)
 
 
-def _length_svg(ingest: pl.DataFrame, output: pl.DataFrame) -> str | None:
-    if not len(ingest) or "text" not in ingest.columns:
+def _length_svg(before, after) -> str | None:
+    if before is None or not len(before):
         return None
     import numpy as np
 
     plt = _plt()
-    before = ingest["text"].str.len_chars().to_numpy()
-    after = output["text"].str.len_chars().to_numpy() if len(output) else np.array([])
+    after = after if after is not None else np.array([])
     fig, ax = plt.subplots(figsize=(7.5, 2.6))
     top = max(before.max(initial=1), after.max(initial=1))
     bins = np.logspace(0, np.log10(top + 1), 40)
