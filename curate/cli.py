@@ -310,6 +310,44 @@ def rewrite(ctx: click.Context, show: int, **options: Any) -> None:
             click.echo(f"  {r['source']:<34} {r['old']!r} -> {r['new']!r}  [{r['rule']}]")
 
 
+@main.group("format")
+def format_group() -> None:
+    """Build training records: instruction, chat, completion, style pairs (format.* stages).
+
+    \b
+    Example:
+      curate format instruction tickets.jsonl --text-field body -o runs/triage \\
+          --instruction "Classify the priority of this ticket." --input "{text}" --output "{priority}"
+      curate format chat conversations.jsonl -o runs/chat --messages-field conversations --style sharegpt
+    """
+
+
+def _format_command(verb: str, stage_name: str) -> None:
+    from curate.registry import get_stage
+
+    summary = (get_stage(stage_name).__doc__ or "").strip().splitlines()[0]
+
+    @_input_options
+    @_stage_options(stage_name)
+    @click.pass_context
+    @_handle_errors
+    def command(ctx: click.Context, **options: Any) -> None:
+        params = {k: options.pop(k) for k in list(options) if k not in _INPUT_KEYS}
+        stage_params = {"stage": stage_name, **{k: v for k, v in params.items() if v is not None}}
+        _run_stages(ctx, verb, [stage_params], **options)
+
+    command.__doc__ = f"{summary}\n\nOptions mirror the {stage_name} recipe keys (`curate stages {stage_name}`)."
+    format_group.command(verb)(command)
+
+
+for _verb, _stage in (
+    ("instruction", "format.instruction"),
+    ("chat", "format.chat"),
+    ("completion", "format.completion"),
+):
+    _format_command(_verb, _stage)
+
+
 @main.group()
 def lexicon() -> None:
     """Work with rewrite lexicons (lexicons/*.csv)."""

@@ -149,3 +149,17 @@ def test_scrub_command(workdir: Path):
     assert "@corp-mail.com" not in line["text"] and line["text"].count("*") > 3
     bad = CliRunner().invoke(main, ["scrub", "t.jsonl", "-o", "runs/x", "--operators", "PERSON"])
     assert bad.exit_code == 2 and "expected KEY=VALUE" in bad.output
+
+
+def test_format_commands(workdir: Path):
+    write_jsonl(
+        workdir / "t.jsonl",
+        [{"body": "My router is broken.", "priority": "high"}, {"body": "Thanks!", "priority": None}],
+    )
+    res = invoke("-q", "format", "instruction", "t.jsonl", "--text-field", "body", "-o", "runs/f",
+                 "--instruction", "Classify.", "--input", "{text}", "--output", "{priority}")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    stats = json.loads(Path("runs/f/stats.json").read_text())
+    assert stats["records_out"] == 1 and stats["stages"][1]["rejected_by_reason"] == {"missing_field": 1}
+    res = CliRunner().invoke(main, ["format", "completion", "t.jsonl", "-o", "runs/g"])
+    assert res.exit_code == 2 and "prompt" in res.stderr  # a required stage option, named
