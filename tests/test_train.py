@@ -304,3 +304,46 @@ def test_recipe_train_section_runs_after_the_gate(workdir: Path, tiny: Path):
 
         load_recipe({"name": "x", "input": ["d.jsonl"], "train": {"model": "m", "method": "magic"}})
     assert pl.read_parquet(next(Path("runs/t/output").glob("*.parquet"))).height == 40
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_dpo_on_preference_records_prefers_chosen(tiny: Path, tmp_path: Path, method: str):
+    rng = random.Random(1)
+    rows = []
+    for i in range(80):
+        role, neutral = rng.choice(
+            [("chairman", "chairperson"), ("fireman", "firefighter"), ("policeman", "police officer")]
+        )
+        topic = rng.choice(WORDS)
+        original = f"The {role} talked about the {topic}."
+        rows.append({"id": f"p{i}", "prompt": f"Rewrite in gender-neutral language.\n\n{original}",
+                     "chosen": f"The {neutral} talked about the {topic}.", "rejected": original})  # fmt: skip
+    data = tmp_path / "prefs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lr = {"lora": 0.05, "full": 0.005}[method]
+    c = cfg(
+        tiny,
+        str(data),
+        tmp_path,
+        format="preference",
+        method=method,
+        eval_fraction=0.25,
+        max_steps=40,
+        learning_rate=lr,
+        max_length=96,
+    )
+    result = train(c, log=lambda m: None)
+    before, after = result["before"]["preferences"], result["after"]["preferences"]
+    # the chosen rewrite starts far less likely than copying the prompt (about -21 nats); DPO raises the
+    # margin: a rank-8 adapter on a 48-wide random model moves it part of the way, full tuning flips it
+    assert after["mean_logp_margin"] > before["mean_logp_margin"] + 3
+    if method == "full":
+        assert after["chosen_over_rejected"] >= 0.9
+    assert "chosen over rejected" in (Path(result["export"]["path"]) / "README.md").read_text()
+
+
+def test_preference_format_needs_its_columns_and_no_packing(tiny: Path, data: str, tmp_path: Path):
+    with pytest.raises(RecipeError, match="format preference needs columns prompt, chosen, rejected"):
+        train(cfg(tiny, data, tmp_path, format="preference"), log=lambda m: None)
+    with pytest.raises(RecipeError, match="cannot be packed"):
+        load_config({"model": "m", "dataset": "d", "format": "preference", "packing": True})

@@ -40,8 +40,11 @@ class TrainConfig(BaseModel):
     """Local path or hub id. For classifier: an encoder (e.g. the offline MiniLM, `minilm`)."""
     dataset: str
     """A curate run directory, a .parquet/.jsonl file, or a saved HF dataset."""
-    format: Literal["instruction", "chat", "completion", "classification"] = "instruction"
-    """Which record fields to train on: instruction/input/output, messages, prompt/completion, or text/label."""
+    format: Literal["instruction", "chat", "completion", "preference", "classification"] = "instruction"
+    """Which record fields to train on: instruction/input/output, messages, prompt/completion,
+    prompt/chosen/rejected (DPO), or text/label."""
+    beta: float = Field(default=0.1, gt=0)
+    """For preference (DPO): how far the policy may move from the reference."""
     label_field: str = "label"
     """For classification: the column or meta key holding the label."""
     template: Literal["model", "chatml", "alpaca"] = "chatml"
@@ -92,6 +95,10 @@ class TrainConfig(BaseModel):
             raise ValueError("method classifier trains on format: classification (text + label)")
         if self.format == "classification" and self.method != "classifier":
             raise ValueError("format classification needs method: classifier")
+        if self.format == "preference" and self.method not in ("full", "partial", "lora", "qlora"):
+            raise ValueError("format preference (DPO) trains with method full, partial, lora or qlora")
+        if self.format == "preference" and self.packing:
+            raise ValueError("format preference cannot be packed: each pair is scored as whole sequences")
         if self.replay_ratio > 0 and not self.replay_dataset:
             raise ValueError("replay_ratio > 0 needs replay_dataset")
         return self

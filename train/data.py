@@ -169,35 +169,72 @@ def tokenize(pairs: list[tuple[str, str]], tokenizer: Any, max_length: int, trun
         cached = json.loads(path.read_text())
         return TokenizedData(cached["rows"], cached["counts"], cache_hit=True)
     counts = {"examples": len(pairs), "truncated": 0, "dropped_too_long": 0, "dropped_no_labels": 0}
-    rows = []
-    bos = (
-        [tokenizer.bos_token_id]
-        if tokenizer.bos_token_id is not None and getattr(tokenizer, "add_bos_token", True)
-        else []
-    )
-    for prompt, completion in pairs:
-        p = bos + tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        c = tokenizer(completion, add_special_tokens=False)["input_ids"]
-        if tokenizer.eos_token_id is not None and (not c or c[-1] != tokenizer.eos_token_id):
-            c = c + [tokenizer.eos_token_id]
-        ids = p + c
-        labels = ([-100] * len(p) + c) if completion_only_loss else list(ids)
-        if len(ids) > max_length:
-            if truncation == "drop":
-                counts["dropped_too_long"] += 1
-                continue
-            ids, labels = ids[:max_length], labels[:max_length]
-            counts["truncated"] += 1
-        if all(label == -100 for label in labels):
-            counts["dropped_no_labels"] += 1
-            continue
-        rows.append({"input_ids": ids, "labels": labels})
+    rows = [
+        r
+        for r in (encode(p, c, tokenizer, max_length, truncation, completion_only_loss, counts) for p, c in pairs)
+        if r
+    ]
     if packing:
         rows = pack(rows, max_length)
     counts["rows"] = len(rows)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"rows": rows, "counts": counts}))
+    return TokenizedData(rows, counts)
+
+
+def encode(prompt: str, completion: str, tokenizer: Any, max_length: int, truncation: str, completion_only_loss: bool,
+           counts: dict[str, int]) -> dict[str, list[int]] | None:  # fmt: skip
+    """One example: prompt tokens masked (-100), completion + EOS trained; None (counted) if dropped."""
+    bos = (
+        [tokenizer.bos_token_id]
+        if tokenizer.bos_token_id is not None and getattr(tokenizer, "add_bos_token", True)
+        else []
+    )
+    p = bos + tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    c = tokenizer(completion, add_special_tokens=False)["input_ids"]
+    if tokenizer.eos_token_id is not None and (not c or c[-1] != tokenizer.eos_token_id):
+        c = c + [tokenizer.eos_token_id]
+    ids = p + c
+    labels = ([-100] * len(p) + c) if completion_only_loss else list(ids)
+    if len(ids) > max_length:
+        if truncation == "drop":
+            counts["dropped_too_long"] += 1
+            return None
+        ids, labels = ids[:max_length], labels[:max_length]
+        counts["truncated"] += 1
+    if all(label == -100 for label in labels):
+        counts["dropped_no_labels"] += 1
+        return None
+    return {"input_ids": ids, "labels": labels}
+
+
+def preference_examples(df: pl.DataFrame, template: str, tokenizer: Any) -> list[tuple[str, str, str]]:
+    """(prompt, chosen, rejected) texts from preference records (format.style_pairs writes them)."""
+    missing = [c for c in ("prompt", "chosen", "rejected") if c not in df.columns]
+    if missing:
+        raise RecipeError(
+            f"format preference needs columns prompt, chosen, rejected; the dataset lacks {missing} (run format.style_pairs)"
+        )
+    out = []
+    for prompt, chosen, rejected in zip(df["prompt"], df["chosen"], df["rejected"]):
+        p, c = _render(template, tokenizer, [{"role": "user", "content": prompt}], chosen)
+        _, r = _render(template, tokenizer, [{"role": "user", "content": prompt}], rejected)
+        out.append((p, c, r))
+    return out
+
+
+def tokenize_preferences(
+    triples: list[tuple[str, str, str]], tokenizer: Any, max_length: int, truncation: str = "truncate"
+) -> TokenizedData:
+    counts = {"examples": len(triples), "truncated": 0, "dropped_too_long": 0, "dropped_no_labels": 0}
+    rows = []
+    for prompt, chosen, rejected in triples:
+        c = encode(prompt, chosen, tokenizer, max_length, truncation, True, counts)
+        r = encode(prompt, rejected, tokenizer, max_length, truncation, True, counts)
+        if c and r:
+            rows.append({"chosen": c, "rejected": r})
+    counts["rows"] = len(rows)
     return TokenizedData(rows, counts)
 
 

@@ -39,6 +39,11 @@ def model_card(cfg: TrainConfig, report: dict[str, Any], kind: str) -> str:
     lineage = _lineage(cfg.dataset)
     tiny = (Path(cfg.model) / "TINY_MODEL.json").exists()
     rows = []
+    prefs_b, prefs_a = report["before"].get("preferences"), report["after"].get("preferences")
+    if prefs_b and prefs_a:
+        rows.append(
+            f"| held-out pairs: chosen over rejected | {prefs_b['chosen_over_rejected']} | {prefs_a['chosen_over_rejected']} | | |"
+        )
     for split in ("held_out", "replay"):
         b, a = report["before"].get(split), report["after"].get(split)
         if b and a:
@@ -59,7 +64,8 @@ def model_card(cfg: TrainConfig, report: dict[str, Any], kind: str) -> str:
         else "",
         "",
         f"- Method: **{cfg.method}** (exported as {kind} weights)",
-        f"- Data: `{cfg.dataset}` ({report.get('train_examples')} training examples, {report.get('tokens_per_epoch')} tokens per epoch)",
+        f"- Data: `{cfg.dataset}` ({report.get('train_examples') or report.get('train_pairs')} training "
+        f"{'pairs' if cfg.format == 'preference' else 'examples'}, format {cfg.format})",
         f"- Curate run manifest hash: `{lineage.get('plan_fingerprint', 'n/a')}`",
         f"- Records: {lineage.get('records_out', 'n/a')} kept of {lineage.get('records_in', 'n/a')} ({lineage.get('rejected', 'n/a')} rejected)",
         f"- PII policy: {lineage.get('pii', 'none')}",

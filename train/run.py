@@ -64,6 +64,8 @@ def train(cfg: TrainConfig, dry_run: bool = False, log: Any = print) -> dict[str
 
     if cfg.method == "classifier":
         return train_classifier(cfg, dry_run, log)
+    if cfg.format == "preference":
+        return train_preferences(cfg, dry_run, log)
     records = load_records(cfg.dataset)
     if not len(records):
         raise RecipeError(f"dataset '{cfg.dataset}' is empty")
@@ -289,4 +291,68 @@ def train_classifier(cfg: TrainConfig, dry_run: bool = False, log: Any = print) 
     log(
         f"classifier: held-out accuracy {before['accuracy']:.3f} -> {after['accuracy']:.3f}, macro F1 {before['macro_f1']:.3f} -> {after['macro_f1']:.3f}"
     )
+    return report
+
+
+# ---------------------------------------------------------------------------
+# Preferences (DPO)
+
+
+def train_preferences(cfg: TrainConfig, dry_run: bool = False, log: Any = print) -> dict[str, Any]:
+    from transformers import AutoTokenizer, TrainingArguments
+
+    from train.data import preference_examples, tokenize_preferences
+    from train.dpo import PreferenceCollator, dpo_trainer_class, evaluate_preferences
+
+    records = load_records(cfg.dataset)
+    if not len(records):
+        raise RecipeError(f"dataset '{cfg.dataset}' is empty")
+    train_df, eval_df = split_eval(records, cfg.eval_fraction, cfg.seed)
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    data = tokenize_preferences(
+        preference_examples(train_df, cfg.template, tokenizer), tokenizer, cfg.max_length, cfg.truncation
+    )
+    eval_rows = tokenize_preferences(
+        preference_examples(eval_df, cfg.template, tokenizer), tokenizer, cfg.max_length, cfg.truncation
+    ).rows
+    if not data.rows:
+        raise RecipeError(f"no preference pairs left after tokenizing ({data.counts})")
+    model = load_model(cfg, tokenizer)
+    trainable, total = trainable_parameters(model)
+    plan = {"method": cfg.method, "format": "preference", "trainable_parameters": trainable, "total_parameters": total,
+            "train_pairs": len(data.rows), "data_counts": data.counts, "memory_estimate_mb": _memory_estimate(cfg, trainable, total)}  # fmt: skip
+    if dry_run:
+        return {"dry_run": True, **plan}
+    before = evaluate_preferences(model, eval_rows, tokenizer.pad_token_id)
+    import torch
+
+    args = TrainingArguments(
+        output_dir=cfg.output_dir, learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type,
+        num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps, per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps, max_grad_norm=cfg.max_grad_norm, seed=cfg.seed,
+        data_seed=cfg.seed, save_steps=cfg.save_steps, logging_steps=cfg.logging_steps, report_to=[], remove_unused_columns=False,
+        disable_tqdm=True, use_cpu=not torch.cuda.is_available(),
+    )  # fmt: skip
+    trainer = dpo_trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=_Rows(data.rows),
+        data_collator=PreferenceCollator(tokenizer.pad_token_id),
+        beta=cfg.beta,
+    )
+    result = trainer.train()
+    after = evaluate_preferences(model, eval_rows, tokenizer.pad_token_id)
+    report = {**plan, "train_loss": round(result.training_loss, 4), "steps": result.global_step,
+              "before": {"held_out": None, "replay": None, "preferences": before},
+              "after": {"held_out": None, "replay": None, "preferences": after}, "forgetting": None}  # fmt: skip
+    from train.export import export
+
+    report["export"] = export(cfg, model, tokenizer, report, chat_template_for(cfg.template, tokenizer))
+    (Path(cfg.output_dir) / "train_results.json").write_text(json.dumps(report, indent=2, default=str))
+    if before and after:
+        log(
+            f"preferences: chosen over rejected on held-out pairs {before['chosen_over_rejected']:.2f} -> {after['chosen_over_rejected']:.2f}"
+        )
     return report
