@@ -60,19 +60,12 @@ def evaluate_lm(model: Any, rows: list[dict], pad_id: int, batch_size: int = 16)
 
 
 def train(cfg: TrainConfig, dry_run: bool = False, log: Any = print) -> dict[str, Any]:
-    from transformers import AutoTokenizer
 
     if cfg.method == "classifier":
         return train_classifier(cfg, dry_run, log)
     if cfg.format == "preference":
         return train_preferences(cfg, dry_run, log)
-    records = load_records(cfg.dataset)
-    if not len(records):
-        raise RecipeError(f"dataset '{cfg.dataset}' is empty")
-    train_df, eval_df = split_eval(records, cfg.eval_fraction, cfg.seed)
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    train_df, eval_df, tokenizer = _split_and_tokenizer(cfg)
     if cfg.packing and cfg.method in ("prompt", "prefix"):
         raise RecipeError(
             "packing cannot be combined with prompt or prefix tuning (virtual tokens break the per-example masks)"
@@ -168,14 +161,29 @@ def train(cfg: TrainConfig, dry_run: bool = False, log: Any = print) -> dict[str
     return report
 
 
-def _trainer(cfg: TrainConfig, model: Any, rows: list[dict], collator: Any) -> Any:
+def _split_and_tokenizer(cfg: TrainConfig) -> tuple[Any, Any, Any]:
+    """Records split into train / held-out by seeded hash, and the tokenizer (with a pad token)."""
+    from transformers import AutoTokenizer
+
+    records = load_records(cfg.dataset)
+    if not len(records):
+        raise RecipeError(f"dataset '{cfg.dataset}' is empty")
+    train_df, eval_df = split_eval(records, cfg.eval_fraction, cfg.seed)
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return train_df, eval_df, tokenizer
+
+
+def _training_args(cfg: TrainConfig, **overrides: Any) -> Any:
+    """TrainingArguments from the config, the same for every method and format."""
     import torch
-    from transformers import Trainer, TrainingArguments
+    from transformers import TrainingArguments
 
     from train.methods import _dtype
 
     dtype = _dtype(cfg)
-    args = TrainingArguments(
+    args = dict(
         output_dir=cfg.output_dir, learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type,
         num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps, per_device_train_batch_size=cfg.per_device_train_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps, max_grad_norm=cfg.max_grad_norm, seed=cfg.seed,
@@ -183,7 +191,13 @@ def _trainer(cfg: TrainConfig, model: Any, rows: list[dict], collator: Any) -> A
         bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16, remove_unused_columns=False, save_total_limit=2,
         disable_tqdm=True, use_cpu=not torch.cuda.is_available(),
     )  # fmt: skip
-    return Trainer(model=model, args=args, train_dataset=_Rows(rows), data_collator=collator)
+    return TrainingArguments(**{**args, **overrides})
+
+
+def _trainer(cfg: TrainConfig, model: Any, rows: list[dict], collator: Any) -> Any:
+    from transformers import Trainer
+
+    return Trainer(model=model, args=_training_args(cfg), train_dataset=_Rows(rows), data_collator=collator)
 
 
 def _relative(before: dict | None, after: dict | None) -> float | None:
@@ -214,7 +228,7 @@ def minilm_path() -> str:
 def train_classifier(cfg: TrainConfig, dry_run: bool = False, log: Any = print) -> dict[str, Any]:
     import numpy as np
     import torch
-    from transformers import AutoTokenizer, Trainer, TrainingArguments
+    from transformers import AutoTokenizer, Trainer
 
     if cfg.model == "minilm":
         cfg = cfg.model_copy(update={"model": minilm_path()})
@@ -267,12 +281,7 @@ def train_classifier(cfg: TrainConfig, dry_run: bool = False, log: Any = print) 
         return {"accuracy": round(float((preds == gold).mean()), 4), "macro_f1": round(float(np.mean(f1s)), 4)}
 
     before = accuracy()
-    args = TrainingArguments(
-        output_dir=cfg.output_dir, learning_rate=cfg.learning_rate, num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.per_device_train_batch_size, seed=cfg.seed, data_seed=cfg.seed, save_strategy="no",
-        logging_steps=cfg.logging_steps, report_to=[], disable_tqdm=True, remove_unused_columns=False,
-        use_cpu=not torch.cuda.is_available(),
-    )  # fmt: skip
+    args = _training_args(cfg, save_strategy="no")  # the classifier is saved once, at the end
     result = Trainer(model=model, args=args, train_dataset=_Rows(train_rows), data_collator=collate).train()
     after = accuracy()
     report = {
@@ -299,18 +308,11 @@ def train_classifier(cfg: TrainConfig, dry_run: bool = False, log: Any = print) 
 
 
 def train_preferences(cfg: TrainConfig, dry_run: bool = False, log: Any = print) -> dict[str, Any]:
-    from transformers import AutoTokenizer, TrainingArguments
 
     from train.data import preference_examples, tokenize_preferences
     from train.dpo import PreferenceCollator, dpo_trainer_class, evaluate_preferences
 
-    records = load_records(cfg.dataset)
-    if not len(records):
-        raise RecipeError(f"dataset '{cfg.dataset}' is empty")
-    train_df, eval_df = split_eval(records, cfg.eval_fraction, cfg.seed)
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    train_df, eval_df, tokenizer = _split_and_tokenizer(cfg)
     data = tokenize_preferences(
         preference_examples(train_df, cfg.template, tokenizer), tokenizer, cfg.max_length, cfg.truncation
     )
@@ -326,15 +328,8 @@ def train_preferences(cfg: TrainConfig, dry_run: bool = False, log: Any = print)
     if dry_run:
         return {"dry_run": True, **plan}
     before = evaluate_preferences(model, eval_rows, tokenizer.pad_token_id)
-    import torch
 
-    args = TrainingArguments(
-        output_dir=cfg.output_dir, learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type,
-        num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps, per_device_train_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps, max_grad_norm=cfg.max_grad_norm, seed=cfg.seed,
-        data_seed=cfg.seed, save_steps=cfg.save_steps, logging_steps=cfg.logging_steps, report_to=[], remove_unused_columns=False,
-        disable_tqdm=True, use_cpu=not torch.cuda.is_available(),
-    )  # fmt: skip
+    args = _training_args(cfg)
     trainer = dpo_trainer_class()(
         model=model,
         args=args,
