@@ -147,18 +147,10 @@ class Runner:
         return stats
 
     def _train(self) -> dict[str, Any]:
-        import yaml
-
-        from train.config import TrainConfig
+        from curate.recipe import train_config
         from train.run import train
 
-        raw = (
-            self.recipe.train
-            if isinstance(self.recipe.train, dict)
-            else yaml.safe_load(Path(self.recipe.train).read_text())
-        )
-        cfg = TrainConfig.model_validate({"dataset": str(self.run_dir), **raw})
-        result = train(cfg, log=lambda msg: None)
+        result = train(train_config(self.recipe), log=lambda msg: None)
         return {k: result.get(k) for k in ("method", "train_loss", "steps", "before", "after", "export")}
 
     def _validate_and_gate(self, stats: dict[str, Any], last_dir: Path, parts: list[str]) -> dict[str, Any] | None:

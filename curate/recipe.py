@@ -180,14 +180,21 @@ def load_recipe(source: str | os.PathLike | dict[str, Any], overrides: dict[str,
     if recipe.train is not None:
         from train.config import TrainConfig
 
-        raw = recipe.train if isinstance(recipe.train, dict) else yaml.safe_load(Path(recipe.train).read_text())
         try:
-            TrainConfig.model_validate({"dataset": str(recipe.run_dir), **raw})
+            train_config(recipe)
         except ValidationError as e:
             problems.extend(_error_lines(e, "train", TrainConfig))
     if problems:
         raise RecipeError(f"{where}: invalid recipe:\n" + "\n".join(f"  - {p}" for p in problems))
     return Plan(recipe=recipe, stages=stages)
+
+
+def train_config(recipe: Recipe) -> Any:
+    """The recipe's `train:` section (inline or a YAML path) as a TrainConfig; dataset defaults to the run."""
+    from train.config import TrainConfig
+
+    raw = recipe.train if isinstance(recipe.train, dict) else yaml.safe_load(Path(recipe.train).read_text())
+    return TrainConfig.model_validate({"dataset": str(recipe.run_dir), **raw})
 
 
 def _build_stage(entry: Any, loc: str, problems: list[str]) -> Stage | None:
