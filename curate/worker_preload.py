@@ -1,8 +1,9 @@
 """Imported once by the forkserver that pool workers fork from (see curate.executor._context).
 
-Imports the modules every task needs and loads the compiled kernels, using
-numpy inputs only: nothing here may start a polars or pyarrow thread pool,
-because the workers are forked from this process.
+Imports the modules every task needs; stages add their own heavy imports
+(``Stage.preload``: compiled kernels, spaCy, Presidio) only when a recipe
+uses them. Nothing here may start a polars or pyarrow thread pool, because
+the workers are forked from this process.
 """
 
 import curate.executor  # noqa: F401
@@ -10,7 +11,3 @@ import curate.recipe  # noqa: F401
 import curate.registry
 
 curate.registry.registered()  # built-in stage modules
-
-from curate import minhash  # noqa: E402
-
-minhash.warmup_kernels()

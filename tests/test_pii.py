@@ -264,6 +264,66 @@ def test_names_found_once_are_removed_everywhere_in_the_document():
     assert "Amanda" not in out[0] and "Okafor" not in out[0]
 
 
+def test_name_propagation_matches_whole_words_only():
+    from curate.pii.engine import propagate_names
+
+    text = "Anne Lee saw Anneliese, then Lee-Smith and Anne again; Lee2 is a code."
+    spans = propagate_names(text, [Span(0, 8, "PERSON", 0.9)])
+    assert [text[s.start : s.end] for s in spans] == ["Anne", "Lee", "Lee", "Anne"]
+
+
+URL_TEXTS = [
+    "See https://portal.example-health.org/records?id=4 for details.",
+    "visit www.clinic.com or mail a.b@mail.net.",
+    "Plain prose with no address at all. Dr. Smith wrote 3.5 mg.",
+    'link: "ftp.files.io/x" and e.g. this.',
+]
+
+
+def test_url_prefilter_drops_no_match():
+    from presidio_analyzer.predefined_recognizers import UrlRecognizer
+
+    from curate.pii.engine import _with_prefilter
+
+    plain, filtered = UrlRecognizer(), _with_prefilter(UrlRecognizer())
+    for text in URL_TEXTS:
+        want = [(r.start, r.end) for r in plain.analyze(text, ["URL"])]
+        assert [(r.start, r.end) for r in filtered.analyze(text, ["URL"])] == want
+    assert plain.analyze(URL_TEXTS[0], ["URL"]) and not filtered.analyze(URL_TEXTS[2], ["URL"])
+
+
+def test_ner_runs_without_the_unused_shared_tok2vec():
+    import spacy
+
+    engine = build_engine("hipaa")
+    nlp = engine.nlp_engine.nlp["en"]
+    assert nlp.pipe_names == ["ner"]  # ner embeds on its own; the shared tok2vec fed only tagger/parser
+    full = spacy.load(engine.nlp_engine.models[0]["model_name"])
+    texts = ["Patient Amanda Okafor was seen in Springfield, Ohio by Dr. Raj Patel on May 2."] * 2 + URL_TEXTS
+    assert [[(e.start_char, e.label_) for e in d.ents] for d in nlp.pipe(texts)] == [
+        [(e.start_char, e.label_) for e in d.ents] for d in full.pipe(texts)
+    ]
+
+
+@pytest.mark.slow
+def test_scrubbing_does_not_import_torch():
+    """thinc and Presidio import torch/transformers when installed: seconds per worker for nothing."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from curate.pii.engine import analyze, build_engine\n"
+        "assert analyze(build_engine('hipaa'), ['Call Amanda Okafor at 555-201-3344.'])[0]\n"
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch imported'\n"
+        "import torch, transformers\n"  # still importable afterwards (training in the same process)
+        "print(torch.ones(2).sum().item())\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "2.0"
+
+
 def test_presidio_runs_offline_without_downloading_the_suffix_list(monkeypatch: pytest.MonkeyPatch):
     import tldextract.tldextract as tx
 

@@ -355,8 +355,9 @@ def _match_case(original: str, new: str) -> str:
 
 @functools.lru_cache(maxsize=2)
 def load_nlp(model: str) -> Any:
-    import spacy
+    from curate.nlp import import_spacy
 
+    spacy = import_spacy()
     try:
         return spacy.load(model)
     except OSError:

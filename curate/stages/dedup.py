@@ -92,6 +92,8 @@ class MinHashDedup(GlobalStage):
     all bands at once under ``memory_budget_mb``, one band at a time above it.
     """
 
+    preload = ("curate.minhash_preload",)
+
     threshold: float = Field(default=0.8, gt=0.0, le=1.0)
     """Jaccard similarity at or above which two records are near-duplicates."""
     num_perm: int = Field(default=128, ge=2, le=1024)

@@ -33,7 +33,7 @@ class LexiconRewrite(Stage):
     ``rewrites`` without applying them.
     """
 
-    preload = ("spacy",)
+    preload = ("curate.rewrite.preload",)
 
     lexicons: list[str] = ["gender_neutral"]
     """Lexicon names in lexicons/ or paths to .csv lexicons, applied together."""
