@@ -66,4 +66,3 @@ def drop_unused_embedders(nlp: Any) -> Any:
         if name in nlp.pipe_names and not getattr(nlp.get_pipe(name), "listening_components", None):
             nlp.remove_pipe(name)
     return nlp
-
