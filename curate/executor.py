@@ -14,10 +14,12 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import queue
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,7 @@ class LocalExecutor:
         self.plugins = plugins
         self.preload = preload
         self._pool: ProcessPoolExecutor | None = None
+        self._pool_ready = threading.Event()
 
     def __enter__(self) -> LocalExecutor:
         return self
@@ -56,28 +59,79 @@ class LocalExecutor:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
     def map(self, fn: Callable[..., dict[str, Any]], tasks: Iterable[tuple]) -> Iterator[dict[str, Any]]:
+        """Run ``fn(*args)`` for every task; yields results as they finish (not in task order).
+
+        With N workers, N - 1 are pool processes and the main process is the
+        Nth: it takes tasks from the same queue and runs them itself. The
+        pool starts in a background thread the first time; the main process,
+        already warm, works meanwhile instead of waiting for the forkserver
+        (about a second of imports) with one core idle. A feeder thread hands
+        each pool process its next task the moment it finishes one, so
+        neither side waits on the other.
+        """
         tasks = list(tasks)
         if self.workers <= 1 or len(tasks) <= 1:
             for args in tasks:
                 yield fn(*args)
             return
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=_context(self.preload), initializer=_init_worker, initargs=(self.plugins,)
-            )
-        pending: set[Future] = set()
-        queue = iter(tasks)
-        for args in queue:  # keep at most 2 tasks per worker in flight: bounded memory
-            pending.add(self._pool.submit(fn, *args))
-            if len(pending) >= 2 * self.workers:
-                break
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                for args in queue:
-                    pending.add(self._pool.submit(fn, *args))
-                    break
-                yield fut.result()
+        self._start_pool()
+        pool, ready = self._pool, self._pool_ready
+        todo = iter(tasks)
+        lock = threading.Lock()
+        stop = threading.Event()
+        finished: queue.SimpleQueue = queue.SimpleQueue()  # futures, or an exception from the feeder
+        slots = threading.Semaphore(self.workers - 1)  # one task per pool process: no backlog at the end
+
+        def take() -> tuple | None:
+            with lock:
+                return None if stop.is_set() else next(todo, None)
+
+        def feed() -> None:
+            ready.wait()
+            try:
+                while True:
+                    slots.acquire()
+                    args = take()
+                    if args is None:
+                        return
+                    fut = pool.submit(fn, *args)
+                    fut.add_done_callback(lambda f: (finished.put(f), slots.release()))
+            except BaseException as e:  # a broken pool: re-raised in the main thread
+                finished.put(e)
+
+        threading.Thread(target=feed, daemon=True, name="curate-feeder").start()
+        try:
+            for _ in range(len(tasks)):
+                item = None
+                if finished.empty():
+                    args = take()
+                    if args is not None:
+                        yield fn(*args)  # the main process's share
+                        continue
+                item = finished.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item.result()
+        finally:
+            stop.set()
+            slots.release()  # let the feeder see stop
+
+    def _start_pool(self) -> None:
+        if self._pool is not None:
+            return
+        self._pool = ProcessPoolExecutor(
+            self.workers - 1, mp_context=_context(self.preload), initializer=_init_worker, initargs=(self.plugins,)
+        )
+        self._pool_ready = threading.Event()
+        pool, ready = self._pool, self._pool_ready
+
+        def spawn() -> None:  # the first submit blocks until the forkserver has started
+            try:
+                pool.submit(os.getpid).result()
+            finally:
+                ready.set()
+
+        threading.Thread(target=spawn, daemon=True, name="curate-pool-start").start()
 
 
 def _context(preload: tuple[str, ...] = ()) -> multiprocessing.context.BaseContext:
@@ -233,7 +287,8 @@ def keys_task(stage: GlobalStage, index: int, part: str, in_dir: str, stage_dir:
     order = pl.int_range(0, len(keys), dtype=pl.Int64) + (index << 32)
     keys = keys.with_columns(order.alias("_order"))
     out = Path(stage_dir) / KEYS
-    write_parquet(keys, out / f"{part}.parquet")
+    # scratch of hashes, which do not compress: lz4 gives up on them at memory speed
+    write_parquet(keys, out / f"{part}.parquet", compression="lz4")
     write_json(
         {"part": part, "rows": len(keys), "seconds": round(time.perf_counter() - t0, 4)}, out / DONE / f"{part}.json"
     )

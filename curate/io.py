@@ -619,10 +619,10 @@ def _map_arrow(
 # Writers
 
 
-def write_parquet(df: pl.DataFrame, path: Path) -> None:
+def write_parquet(df: pl.DataFrame, path: Path, compression: str = "zstd") -> None:
     """Write a part atomically: temp name, then rename (a reader never sees half a file)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    df.write_parquet(tmp, compression="zstd", statistics=True)
+    df.write_parquet(tmp, compression=compression, statistics=True)
     os.replace(tmp, path)
 
 

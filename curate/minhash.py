@@ -245,16 +245,34 @@ def xxh32(data, start, end, seed):
 
 
 @nb.njit(cache=True)
-def _normalize(data, s, e, table, out):
-    """Write data[s:e] normalised into ``out`` (tokens joined by single spaces); return its length."""
+def _normalize(data, s, e, table, out, starts):
+    """Write data[s:e] normalised into ``out`` (tokens joined by single spaces).
+
+    Token start offsets go to ``starts``, then ``starts[count] = length + 1``
+    (so ``starts[i + n] - 1`` ends token ``i + n - 1``). Returns (length, count).
+    """
     o = 0
+    count = 0
     in_token = False
     p = s
     while p < e:
         b0 = data[p]
-        if b0 < 0x80:
-            cp, n = b0, 1
-        elif b0 < 0xE0:
+        if b0 < 0x80:  # ASCII fast path: one byte, never standalone
+            if table[b0] == 1:
+                in_token = False
+            else:
+                if not in_token:
+                    if o > 0:
+                        out[o] = 32
+                        o += 1
+                    starts[count] = o
+                    count += 1
+                out[o] = b0
+                o += 1
+                in_token = True
+            p += 1
+            continue
+        if b0 < 0xE0:
             cp, n = ((b0 & 0x1F) << 6) | (data[p + 1] & 0x3F), 2
         elif b0 < 0xF0:
             cp, n = ((b0 & 0x0F) << 12) | ((data[p + 1] & 0x3F) << 6) | (data[p + 2] & 0x3F), 3
@@ -265,38 +283,30 @@ def _normalize(data, s, e, table, out):
         if cls == 1:
             in_token = False
         else:
-            if o > 0 and (cls == 2 or not in_token):
-                out[o] = 32
-                o += 1
+            if cls == 2 or not in_token:
+                if o > 0:
+                    out[o] = 32
+                    o += 1
+                starts[count] = o
+                count += 1
             for k in range(n):
                 out[o + k] = data[p + k]
             o += n
             in_token = cls == 0
         p += n
-    return o
+    starts[count] = o + 1
+    return o, count
 
 
 @nb.njit(cache=True)
-def _unit_bounds(buf, length, char_mode, bounds):
-    """Token (word mode) or code point (char mode) start offsets of buf[:length] into ``bounds``;
-    bounds[count] is the end sentinel. Returns count."""
-    if length == 0:
-        return 0
+def _char_bounds(buf, length, bounds):
+    """Code point start offsets of buf[:length] into ``bounds``; bounds[count] = length. Returns count."""
     count = 0
-    if char_mode:
-        for p in range(length):
-            if (buf[p] & 0xC0) != 0x80:
-                bounds[count] = p
-                count += 1
-        bounds[count] = length
-    else:
-        bounds[0] = 0
-        count = 1
-        for p in range(length):
-            if buf[p] == 32:
-                bounds[count] = p + 1
-                count += 1
-        bounds[count] = length + 1  # so that bounds[i + ngram] - 1 is the end of token i + ngram - 1
+    for p in range(length):
+        if (buf[p] & 0xC0) != 0x80:
+            bounds[count] = p
+            count += 1
+    bounds[count] = length
     return count
 
 
@@ -314,8 +324,9 @@ def shingle_hashes(data, offsets, table, char_mode, ngram):
     gap = 0 if char_mode else 1  # word shingles end before the space that follows their last token
     k = 0
     for d in range(n_docs):
-        length = _normalize(data, offsets[d], offsets[d + 1], table, buf)
-        units = _unit_bounds(buf, length, char_mode, bounds)
+        length, units = _normalize(data, offsets[d], offsets[d + 1], table, buf, bounds)
+        if char_mode:
+            units = _char_bounds(buf, length, bounds)
         count = 0 if units == 0 else (1 if units < ngram else units - ngram + 1)
         if k + count > len(out):
             grown = np.empty(max(2 * len(out), k + count), np.uint32)
@@ -370,21 +381,34 @@ def band_hashes(sig, bands, rows):
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, parallel=True)
 def sorted_unique_sets(hashes, doc_off):
-    """Each document's shingle hashes sorted and deduplicated: (values, per-document offsets)."""
+    """Each document's shingle hashes sorted and deduplicated: (values, per-document offsets).
+
+    Runs on all cores (the global phase has them to itself): each document is
+    sorted and deduplicated in place of its own slice, then the slices are packed.
+    """
     n = len(doc_off) - 1
-    out = np.empty(len(hashes), np.uint32)
-    out_off = np.zeros(n + 1, np.int64)
-    k = 0
-    for d in range(n):
-        seg = np.sort(hashes[doc_off[d] : doc_off[d + 1]])
+    work = np.empty(len(hashes), np.uint32)
+    counts = np.zeros(n, np.int64)
+    for d in nb.prange(n):
+        s, e = doc_off[d], doc_off[d + 1]
+        if e == s:
+            continue
+        seg = np.sort(hashes[s:e])
+        k = 0
         for i in range(len(seg)):
             if i == 0 or seg[i] != seg[i - 1]:
-                out[k] = seg[i]
+                work[s + k] = seg[i]
                 k += 1
-        out_off[d + 1] = k
-    return out[:k], out_off
+        counts[d] = k
+    out_off = np.zeros(n + 1, np.int64)
+    for d in range(n):
+        out_off[d + 1] = out_off[d] + counts[d]
+    out = np.empty(out_off[n], np.uint32)
+    for d in nb.prange(n):
+        out[out_off[d] : out_off[d + 1]] = work[doc_off[d] : doc_off[d] + counts[d]]
+    return out, out_off
 
 
 def bucket_edges(band_keys: np.ndarray, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -458,6 +482,50 @@ def connected_components(n, u, v):
 # Batch-level helpers used by the stage
 
 
+def signatures_and_shingles(
+    text: pl.Series,
+    num_perm: int = 128,
+    seed: int = 1,
+    ngram: int = 5,
+    shingle: Shingle = "word",
+    hash: Literal["xxh32", "sha1"] = "xxh32",
+    lowercase: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MinHash signatures (n, num_perm) uint32, every shingle hash (uint32) and per-document offsets into them."""
+    if hash == "sha1":
+        per_doc = [[sha1_hash32(s) for s in shingles(t, ngram, shingle, lowercase)] for t in text]
+        counts = np.array([0] + [len(x) for x in per_doc], np.int64)
+        hashes = np.fromiter((h for x in per_doc for h in x), np.uint32, count=int(counts.sum()))
+        doc_off = np.cumsum(counts)
+    else:
+        hashes, doc_off = _hash_batch(text, ngram, shingle, lowercase)
+    a, b = permutations(num_perm, seed)
+    return minhash_signatures(hashes, doc_off, a, b), hashes, doc_off
+
+
+def hashes_to_binary(hashes: np.ndarray, doc_off: np.ndarray) -> pl.Series:
+    """Each document's shingle hashes as one binary value (raw little-endian uint32), zero-copy."""
+    arr = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), len(doc_off) - 1, [None, pa.py_buffer(doc_off * 4), pa.py_buffer(hashes)]
+    )
+    return pl.Series("shingles", arr)
+
+
+def binary_to_hashes(values: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`hashes_to_binary`: (hashes, per-document offsets)."""
+    arr = values.to_arrow()
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.type != pa.large_binary():
+        arr = arr.cast(pa.large_binary())
+    _, off_buf, data_buf = arr.buffers()
+    offsets = np.frombuffer(off_buf, dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    start = offsets[0]
+    hashes = data[start : offsets[-1]].view(np.uint32) if len(arr) else np.zeros(0, np.uint32)
+    return hashes, (offsets - start) // 4
+
+
 def signatures(
     text: pl.Series,
     num_perm: int = 128,
@@ -468,15 +536,8 @@ def signatures(
     lowercase: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """MinHash signatures (n, num_perm) uint32 and shingle counts (n,) for a text column."""
-    if hash == "sha1":
-        per_doc = [[sha1_hash32(s) for s in shingles(t, ngram, shingle, lowercase)] for t in text]
-        counts = np.array([0] + [len(x) for x in per_doc], np.int64)
-        hashes = np.fromiter((h for x in per_doc for h in x), np.uint32, count=int(counts.sum()))
-        doc_off = np.cumsum(counts)
-    else:
-        hashes, doc_off = _hash_batch(text, ngram, shingle, lowercase)
-    a, b = permutations(num_perm, seed)
-    return minhash_signatures(hashes, doc_off, a, b), np.diff(doc_off)
+    sig, _, doc_off = signatures_and_shingles(text, num_perm, seed, ngram, shingle, hash, lowercase)
+    return sig, np.diff(doc_off)
 
 
 def _norm_shingles(norm: str, ngram: int, shingle: Shingle) -> list[bytes]:
@@ -500,9 +561,10 @@ def shingle_sets(text: pl.Series, ngram: int, shingle: Shingle, lowercase: bool)
 
 
 def warmup_kernels() -> None:
-    """Load every kernel from numba's cache (or compile it) with tiny numpy inputs.
+    """Load the per-shard kernels from numba's cache (or compile them) with tiny numpy inputs.
 
-    Uses no polars, so it is safe in a process that will fork (see curate.worker_preload).
+    Uses no polars and starts no threads, so it is safe in a process that
+    will fork (see curate.minhash_preload).
     """
     data = np.frombuffer(b"warm up the kernels", np.uint8)
     offsets = np.array([0, len(data)], np.int64)
@@ -510,12 +572,13 @@ def warmup_kernels() -> None:
     a, b = permutations(2, 1)
     sig = minhash_signatures(hashes, doc_off, a, b)
     band_hashes(sig, 1, 2)
-    sets, off = sorted_unique_sets(hashes, doc_off)
-    pair_jaccard(sets, off, np.array([0]), np.array([0]))
-    connected_components(2, np.array([0]), np.array([1]))
 
 
 def warmup() -> None:
-    """Load the kernels and the polars side (lowercasing, Arrow buffers) of a batch."""
+    """Everything, for the process that runs the global phase: the per-shard kernels, the polars
+    side of a batch, and the global-phase kernels (sorted_unique_sets starts numba's thread pool)."""
     warmup_kernels()
-    signatures(pl.Series(["warm up the kernels"]), num_perm=2)
+    _, hashes, doc_off = signatures_and_shingles(pl.Series(["warm up the kernels"]), num_perm=2)
+    sets, off = sorted_unique_sets(hashes, doc_off)
+    pair_jaccard(sets, off, np.array([0]), np.array([0]))
+    connected_components(2, np.array([0]), np.array([1]))

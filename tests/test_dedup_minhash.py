@@ -68,6 +68,30 @@ def test_xxh32_kernel_equals_xxhash():
         assert minhash.xxh32(data, 3, 3 + length, 0) == xxhash.xxh32_intdigest(bytes(data[3 : 3 + length]))
 
 
+def test_shingle_hashes_round_trip_through_the_keys_column():
+    texts = pl.Series(["one two three four five six", "", "just two", "ab cd ef gh ij kl mn op"] * 3)
+    _, hashes, doc_off = minhash.signatures_and_shingles(texts, num_perm=4, ngram=2)
+    column = minhash.hashes_to_binary(hashes, doc_off)
+    assert column.dtype == pl.Binary and len(column) == len(texts)
+    back, back_off = minhash.binary_to_hashes(column)
+    np.testing.assert_array_equal(back, hashes)
+    np.testing.assert_array_equal(back_off, doc_off)
+    part, part_off = minhash.binary_to_hashes(column.slice(2, 5))  # a filtered read starts mid-buffer
+    np.testing.assert_array_equal(part, hashes[doc_off[2] : doc_off[7]])
+    np.testing.assert_array_equal(part_off, doc_off[2:8] - doc_off[2])
+
+
+def test_sorted_unique_sets_equal_numpy_unique():
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 40, 300)
+    counts[:3] = 0  # empty documents, first and in a row
+    doc_off = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    hashes = rng.integers(0, 50, doc_off[-1]).astype(np.uint32)  # many repeats
+    values, off = minhash.sorted_unique_sets(hashes, doc_off)
+    for d in range(len(counts)):
+        np.testing.assert_array_equal(values[off[d] : off[d + 1]], np.unique(hashes[doc_off[d] : doc_off[d + 1]]))
+
+
 @pytest.mark.parametrize("threshold", [0.5, 0.7, 0.8, 0.9, 0.95])
 @pytest.mark.parametrize("num_perm", [64, 128])
 def test_band_choice_equals_datasketch(threshold: float, num_perm: int):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import numpy as np
@@ -152,15 +154,17 @@ class MinHashDedup(GlobalStage):
             fp_weight = 0.02 if self.verify == "exact" else 0.5
         return _cached_optimal_bands(self.threshold, self.num_perm, fp_weight)
 
-    def _signatures(self, text: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-        return minhash.signatures(text, self.num_perm, self.seed, self.ngram, self.shingle, self.hash, self.lowercase)
-
     def keys(self, batch: pl.DataFrame) -> pl.DataFrame:
-        sig, n_shingles = self._signatures(batch["text"])
+        """Band keys per record, plus its shingle hashes (4 bytes a shingle) for the exact-Jaccard
+        check: decide() reads those back for candidate records only, instead of their text."""
+        sig, hashes, doc_off = minhash.signatures_and_shingles(
+            batch["text"], self.num_perm, self.seed, self.ngram, self.shingle, self.hash, self.lowercase
+        )
         b, r = self.band_rows
         bh = minhash.band_hashes(sig, b, r)
-        cols: dict[str, Any] = {"id": batch["id"], "n_shingles": pl.Series(n_shingles, dtype=pl.Int32)}
+        cols: dict[str, Any] = {"id": batch["id"], "n_shingles": pl.Series(np.diff(doc_off), dtype=pl.Int32)}
         cols.update({f"band_{j:03d}": pl.Series(bh[:, j], dtype=pl.UInt64) for j in range(b)})
+        cols["shingles"] = minhash.hashes_to_binary(hashes, doc_off)
         if self.keep == "longest":
             cols["rank"] = batch["text"].str.len_chars().cast(pl.Float64)
         elif self.keep == "quality":
@@ -181,9 +185,9 @@ class MinHashDedup(GlobalStage):
         n_candidates = len(u)
 
         # Shingle sets of every record in a candidate pair: for verification and for the
-        # similarity reported with each rejected record. Only these records' text is read.
+        # similarity reported with each rejected record. Only these records' hashes are kept.
         nodes = np.unique(np.concatenate([u, v]))
-        sets, set_off = self._shingle_sets(records, nodes)
+        sets, set_off = self._shingle_sets(keys, nodes)
         local_u, local_v = np.searchsorted(nodes, u), np.searchsorted(nodes, v)
         if self.verify == "exact" and n_candidates:
             similar = minhash.pair_jaccard(sets, set_off, local_u, local_v) >= self.threshold
@@ -233,27 +237,28 @@ class MinHashDedup(GlobalStage):
         one column (one band) is read from the key files at a time.
         """
         nodes = np.flatnonzero(eligible).astype(np.int64)
-        loaded = None if spill else keys.select(band_cols).collect()
-        found = []
-        for col in band_cols:
-            column = loaded[col] if loaded is not None else keys.select(col).collect()[col]
-            found.append(minhash.bucket_edges(column.to_numpy()[nodes], nodes))
+        if spill:
+            found = [minhash.bucket_edges(keys.select(c).collect()[c].to_numpy()[nodes], nodes) for c in band_cols]
+        else:  # numpy's argsort releases the GIL: bands sort in parallel
+            loaded = keys.select(band_cols).collect()
+            with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+                found = list(pool.map(lambda c: minhash.bucket_edges(loaded[c].to_numpy()[nodes], nodes), band_cols))
         if not found or not sum(len(e[0]) for e in found):
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         n = len(eligible)
         packed = np.unique(np.concatenate([root * n + member for root, member in found]))
         return packed // n, packed % n
 
-    def _shingle_sets(self, records: pl.LazyFrame, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _shingle_sets(self, keys: pl.LazyFrame, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not len(nodes):
             return np.zeros(0, np.uint32), np.zeros(1, np.int64)
-        texts = (
-            records.select("text")
+        found = (
+            keys.select("shingles")
             .with_row_index("node")
             .filter(pl.col("node").is_in(pl.Series(nodes, dtype=pl.UInt32).implode()))
             .collect()
         )
-        return minhash.shingle_sets(texts["text"], self.ngram, self.shingle, self.lowercase)
+        return minhash.sorted_unique_sets(*minhash.binary_to_hashes(found["shingles"]))
 
     def _clusters(
         self, base: pl.DataFrame, labels: np.ndarray, nodes: np.ndarray, sets: np.ndarray, set_off: np.ndarray
