@@ -307,8 +307,13 @@ def _subprocess_json(code: str, *args: str) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+SHINGLES = 300
+
+
 def keys_only(workdir: Path, docs: int) -> dict:
     """Synthetic keys for ``docs`` records (5% planted duplicates), then decide() in a fresh process."""
+    from curate import minhash
+    from curate.io import write_blobs
     from curate.stages.dedup import MinHashDedup
 
     bands, _ = MinHashDedup().band_rows
@@ -320,19 +325,24 @@ def keys_only(workdir: Path, docs: int) -> dict:
     for s in range(0, docs, shard):
         n = min(shard, docs - s)
         band = rng.integers(0, 2**63, size=(n, bands), dtype=np.uint64)
+        # 300 shingle hashes a record, as the keys of ~300-word documents carry for verification
+        hashes = rng.integers(0, 2**32, size=(n, SHINGLES), dtype=np.uint32)
         text = np.array([f"synthetic record {s + i} with a few words" for i in range(n)], dtype=object)
         dup = rng.random(n) < 0.05
         src = np.maximum(np.arange(n) - rng.integers(1, 50, size=n), 0)
         band[dup] = band[src[dup]]
+        hashes[dup] = hashes[src[dup]]
         text[dup] = text[src[dup]]
-        cols = {"id": [f"r{s + i}" for i in range(n)], "n_shingles": np.full(n, 2, np.int32)}
+        cols = {"id": [f"r{s + i}" for i in range(n)], "n_shingles": np.full(n, SHINGLES, np.int32)}
         cols.update({f"band_{j:03d}": band[:, j] for j in range(bands)})
+        cols["shingles"] = minhash.hashes_to_binary(hashes.ravel(), np.arange(n + 1, dtype=np.int64) * SHINGLES)
         frame = pl.DataFrame(cols).with_columns(
             (pl.int_range(0, n, dtype=pl.Int64) + ((s // shard) << 32)).alias("_order")
         )
-        frame.write_parquet(d / f"keys-{s // shard:04d}.parquet")
+        frame = write_blobs(frame, "shingles", d / f"keys-{s // shard:04d}.shingles.bin")  # as keys_task does
+        frame.write_parquet(d / f"keys-{s // shard:04d}.parquet", compression="lz4")
         pl.DataFrame({"text": text.tolist()}).write_parquet(d / f"records-{s // shard:04d}.parquet")
-    out = {"docs": docs, "bands": bands, "key_bytes_per_doc": bands * 8}
+    out = {"docs": docs, "bands": bands, "key_bytes_per_doc": bands * 8, "shingle_bytes_per_doc": SHINGLES * 4}
     for label, budget in (("in_budget", 1024), ("spilled", 0)):
         out[label] = _subprocess_json(_KEYS_ONLY, str(d), str(budget))
     shutil.rmtree(d, ignore_errors=True)

@@ -27,7 +27,7 @@ from typing import Any
 import polars as pl
 
 from curate.errors import ConservationError
-from curate.io import REJECT_SCHEMA, ByteRange, InputSpec, read_input, write_json, write_parquet
+from curate.io import REJECT_SCHEMA, ByteRange, InputSpec, read_input, write_blobs, write_json, write_parquet
 from curate.records import with_reason
 from curate.registry import GlobalStage, Split, Stage
 
@@ -287,6 +287,8 @@ def keys_task(stage: GlobalStage, index: int, part: str, in_dir: str, stage_dir:
     order = pl.int_range(0, len(keys), dtype=pl.Int64) + (index << 32)
     keys = keys.with_columns(order.alias("_order"))
     out = Path(stage_dir) / KEYS
+    for col in [c for c, dtype in keys.schema.items() if dtype == pl.Binary]:
+        keys = write_blobs(keys, col, out / f"{part}.{col}.bin")
     # scratch of hashes, which do not compress: lz4 gives up on them at memory speed
     write_parquet(keys, out / f"{part}.parquet", compression="lz4")
     write_json(

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -624,6 +625,52 @@ def write_parquet(df: pl.DataFrame, path: Path, compression: str = "zstd") -> No
     tmp = path.with_name(f".{path.name}.tmp")
     df.write_parquet(tmp, compression=compression, statistics=True)
     os.replace(tmp, path)
+
+
+def write_blobs(df: pl.DataFrame, column: str, path: Path) -> pl.DataFrame:
+    """Store a Binary column's values back to back in a raw file; replace the column by
+    ``<column>_path``, ``<column>_offset`` and ``<column>_length`` (see :func:`read_blobs`)."""
+    arr = df[column].to_arrow()
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    arr = arr.cast(pa.large_binary())
+    _, off_buf, data_buf = arr.buffers()
+    offsets = np.frombuffer(off_buf, dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        if data_buf is not None and len(arr):
+            fh.write(memoryview(data_buf)[offsets[0] : offsets[-1]])
+    os.replace(tmp, path)
+    return df.drop(column).with_columns(
+        pl.lit(str(path)).alias(f"{column}_path"),
+        pl.Series(f"{column}_offset", offsets[:-1] - offsets[0]),
+        pl.Series(f"{column}_length", np.diff(offsets)),
+    )
+
+
+def read_blobs(rows: pl.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """The values :func:`write_blobs` stored for ``rows`` (in their order): (bytes, offsets).
+
+    One positioned read per row, straight into the result: only these rows'
+    bytes are ever in memory (a memory map would count every touched page).
+    """
+    lengths = rows[f"{column}_length"].to_numpy()
+    offsets = np.zeros(len(rows) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    data = np.empty(int(offsets[-1]), np.uint8)
+    view = memoryview(data)
+    starts = rows[f"{column}_offset"].to_numpy()
+    paths = rows[f"{column}_path"]
+    for path in paths.unique(maintain_order=True).to_list():
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            for i in np.flatnonzero((paths == path).to_numpy()):
+                n = int(lengths[i])
+                if n and os.preadv(fd, [view[offsets[i] : offsets[i] + n]], int(starts[i])) != n:
+                    raise OSError(f"{path}: short read at {starts[i]}")
+        finally:
+            os.close(fd)
+    return data, offsets
 
 
 def write_jsonl(df: pl.DataFrame, path: Path) -> None:

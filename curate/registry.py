@@ -92,7 +92,10 @@ class GlobalStage(Stage):
     2. ``decide(keys, records)`` once -> :class:`Decisions`. Both arguments
        are lazy scans (of the key files and of the stage's input parts), so
        a stage can read one column at a time to bound its memory, and fetch
-       the text of just the few records it needs to look at again;
+       the text of just the few records it needs to look at again. A Binary
+       column of the keys is stored beside the key files instead of in them
+       (``decide`` sees ``<col>_path``/``_offset``/``_length`` and reads the
+       rows it needs with :func:`curate.io.read_blobs`, without touching the rest);
     3. ``apply`` per shard: rows whose id is in ``Decisions.rejects`` are
        rejected with the reason (and extra columns) given there.
     """

@@ -81,6 +81,22 @@ def test_shingle_hashes_round_trip_through_the_keys_column():
     np.testing.assert_array_equal(part_off, doc_off[2:8] - doc_off[2])
 
 
+def test_binary_key_columns_are_stored_beside_the_keys_and_read_back_by_row(tmp_path: Path):
+    from curate.io import read_blobs, write_blobs
+
+    frames = []
+    for f in range(2):
+        values = [bytes([f, i]) * i for i in range(6)]  # includes an empty value
+        frame = pl.DataFrame({"id": [f"{f}-{i}" for i in range(6)], "blob": pl.Series(values, dtype=pl.Binary)})
+        frames.append(write_blobs(frame, "blob", tmp_path / f"k{f}.blob.bin"))
+    keys = pl.concat(frames)
+    assert "blob" not in keys.columns and keys["blob_length"].to_list() == [2 * i for i in range(6)] * 2
+    rows = keys[[9, 1, 5, 0, 11]]
+    data, off = read_blobs(rows, "blob")
+    got = [bytes(data[off[i] : off[i + 1]]) for i in range(len(rows))]
+    assert got == [bytes([1, 3]) * 3, bytes([0, 1]), bytes([0, 5]) * 5, b"", bytes([1, 5]) * 5]
+
+
 def test_sorted_unique_sets_equal_numpy_unique():
     rng = np.random.default_rng(0)
     counts = rng.integers(0, 40, 300)

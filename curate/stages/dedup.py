@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 
 from curate import minhash
 from curate.errors import RecipeError
+from curate.io import read_blobs
 from curate.registry import Decisions, GlobalStage, stage
 
 
@@ -252,13 +253,19 @@ class MinHashDedup(GlobalStage):
     def _shingle_sets(self, keys: pl.LazyFrame, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not len(nodes):
             return np.zeros(0, np.uint32), np.zeros(1, np.int64)
-        found = (
-            keys.select("shingles")
+        inline = "shingles" in keys.collect_schema()  # keys() output used directly, not via the runner
+        cols = ["shingles"] if inline else ["shingles_path", "shingles_offset", "shingles_length"]
+        where = (
+            keys.select(cols)
             .with_row_index("node")
             .filter(pl.col("node").is_in(pl.Series(nodes, dtype=pl.UInt32).implode()))
             .collect()
+            .sort("node")
         )
-        return minhash.sorted_unique_sets(*minhash.binary_to_hashes(found["shingles"]))
+        if inline:
+            return minhash.sorted_unique_sets(*minhash.binary_to_hashes(where["shingles"]))
+        data, offsets = read_blobs(where, "shingles")
+        return minhash.sorted_unique_sets(data.view(np.uint32), offsets // 4)
 
     def _clusters(
         self, base: pl.DataFrame, labels: np.ndarray, nodes: np.ndarray, sets: np.ndarray, set_off: np.ndarray
