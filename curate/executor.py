@@ -1,4 +1,4 @@
-"""Local executor: shard tasks run in a process pool (or inline with one worker).
+"""Local executor: shard tasks run in the main process and a pool of N - 1 processes (inline with one worker).
 
 Every task writes its outputs under temporary names and renames them into
 place, then writes its done marker (``_done/<part>.json``, holding the
