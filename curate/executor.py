@@ -164,11 +164,15 @@ def _init_worker(plugins: list[str]) -> None:
 _READY: dict[tuple[str, str], Stage] = {}
 
 
-def _ready(stage: Stage) -> Stage:
+def set_up(stage: Stage) -> Stage:
+    """The set-up twin of ``stage`` in this process. A copy: setup() may attach resources that
+    cannot be pickled (models, engines), and the main process, which runs tasks too, still
+    sends the original to the pool."""
     key = (stage.name, stage.model_dump_json())
     if key not in _READY:
-        stage.setup()
-        _READY[key] = stage
+        ready = stage.model_copy()
+        ready.setup()
+        _READY[key] = ready
     return _READY[key]
 
 
@@ -261,7 +265,7 @@ def shard_task(stage: Stage, part: str, in_dir: str, stage_dir: str) -> dict[str
     """Run a batch stage over one part."""
     t0 = time.perf_counter()
     batch = pl.read_parquet(Path(in_dir) / f"{part}.parquet")
-    split = _ready(stage).process(batch)
+    split = set_up(stage).process(batch)
     _check_conservation(stage.name, part, len(batch), split)
     return _finish(stage, part, Path(stage_dir), len(batch), split, t0)
 
@@ -281,7 +285,7 @@ def keys_task(stage: GlobalStage, index: int, part: str, in_dir: str, stage_dir:
     """Phase 1 of a global stage: compact keys for one part, plus its stable order."""
     t0 = time.perf_counter()
     batch = pl.read_parquet(Path(in_dir) / f"{part}.parquet")
-    keys = _ready(stage).keys(batch)
+    keys = set_up(stage).keys(batch)
     if len(keys) != len(batch) or "id" not in keys.columns:
         raise ConservationError(f"stage '{stage.name}' keys() on {part} must return one row with an id per record")
     order = pl.int_range(0, len(keys), dtype=pl.Int64) + (index << 32)

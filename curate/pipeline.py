@@ -44,6 +44,7 @@ from curate.executor import (
     ingest_task,
     keys_task,
     load_done,
+    set_up,
     shard_task,
 )
 from curate.gate import GateFailed, evaluate, failure_message
@@ -237,7 +238,7 @@ class Runner:
         t0 = time.perf_counter()
         # The main process waits while workers compute keys: load the stage's
         # resources for decide() meanwhile (e.g. compiled kernels) instead of after.
-        warmup = threading.Thread(target=stage.setup, daemon=True)
+        warmup = threading.Thread(target=set_up, args=(stage,), daemon=True)
         warmup.start()
         self.reporter.stage_start(stage.name, total=self._expected_in(), phase="keys")
         keyed = set(load_done(keys_dir))
@@ -256,7 +257,7 @@ class Runner:
             if parts:
                 keys = pl.scan_parquet([keys_dir / f"{p}.parquet" for p in parts])
                 records = pl.scan_parquet([in_dir / f"{p}.parquet" for p in parts])
-                decisions = stage.decide(keys, records)
+                decisions = set_up(stage).decide(keys, records)
             for name, frame in decisions.artifacts.items():
                 write_parquet(frame, stage_dir / f"{name}.parquet")
             write_parquet(decisions.rejects, decisions_path)

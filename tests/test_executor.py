@@ -9,6 +9,8 @@ import pytest
 
 from curate.executor import LocalExecutor
 
+from .conftest import PLUGIN, output, run, write_jsonl
+
 
 def slow_pid(i: int) -> dict:
     time.sleep(0.2)
@@ -39,3 +41,20 @@ def test_a_failing_task_raises_in_the_caller(bad: int):
 def test_one_worker_runs_inline():
     with LocalExecutor(1, []) as ex:
         assert {r["pid"] for r in ex.map(slow_pid, [(0,), (1,)])} == {os.getpid()}
+
+
+def test_a_stage_set_up_in_the_main_process_still_goes_to_the_pool(workdir):
+    """The main process runs shards too; its set-up copy (holding unpicklable resources) must not
+    be the object sent to the pool processes."""
+    write_jsonl(workdir / "a.jsonl", [{"text": f"record {i}"} for i in range(400)])
+    stats = run(
+        {
+            "input": ["a.jsonl"],
+            "plugins": [PLUGIN],
+            "stages": ["test.unpicklable_setup"],
+            "run": {"workers": 2, "shard_size": 10},
+        }
+    )
+    assert stats["records_out"] == 400
+    texts = output("runs/t")["text"].to_list()
+    assert len(texts) == 400 and all(t.endswith(" [seen]") for t in texts)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import polars as pl
+from pydantic import PrivateAttr
 
 from curate.records import with_reason
 from curate.registry import Split, Stage, stage
@@ -37,3 +39,18 @@ class RejectOdd(Stage):
     def process(self, batch: pl.DataFrame) -> Split:
         odd = pl.int_range(0, pl.len()) % 2 == 1
         return Split(kept=batch.filter(~odd), rejected=with_reason(batch.filter(odd), self.name, "odd"))
+
+
+@stage("test.unpicklable_setup")
+class UnpicklableSetup(Stage):
+    """setup() attaches something that cannot be pickled (like a loaded model); tags each record."""
+
+    _resource: Any = PrivateAttr(default=None)
+
+    def setup(self) -> None:
+        self._resource = lambda text: text + " [seen]"  # a lambda does not pickle
+
+    def process(self, batch: pl.DataFrame) -> Split:
+        time.sleep(0.05)
+        out = batch.with_columns(pl.col("text").map_elements(self._resource, return_dtype=pl.String))
+        return Split(kept=out, rejected=out.clear(), modified=len(out))
