@@ -233,21 +233,33 @@ def ingest(ctx: click.Context, **options: Any) -> None:
 @click.option(
     "--exact/--no-exact", default=True, show_default=True, help="Remove exact duplicates (dedup.exact) first."
 )
+@click.option(
+    "--semantic",
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    default=None,
+    metavar="COSINE",
+    help="Then also drop paraphrases (dedup.semantic, offline MiniLM embeddings) at this cosine similarity, "
+    "e.g. 0.95. Needs torch + transformers (the train extra).",
+)
 @_stage_options("dedup.minhash")
 @click.pass_context
 @_handle_errors
-def dedup(ctx: click.Context, exact: bool, **options: Any) -> None:
-    """Remove exact, then near-duplicate records (dedup.exact + dedup.minhash).
+def dedup(ctx: click.Context, exact: bool, semantic: float | None, **options: Any) -> None:
+    """Remove exact, then near-duplicate records (dedup.exact + dedup.minhash [+ dedup.semantic]).
 
     Options mirror the dedup.minhash recipe keys (`curate stages dedup.minhash`).
 
     \b
     Example:
       curate dedup corpus/*.jsonl.gz --text-field content -o runs/dedup --threshold 0.85
+      curate dedup tickets.jsonl -o runs/tickets --semantic 0.95
     """
     params = {k: options.pop(k) for k in list(options) if k not in _INPUT_KEYS}
     minhash_stage = {"stage": "dedup.minhash", **{k: v for k, v in params.items() if v is not None}}
-    _run_stages(ctx, "dedup", (["dedup.exact"] if exact else []) + [minhash_stage], **options)
+    stages: list[Any] = (["dedup.exact"] if exact else []) + [minhash_stage]
+    if semantic is not None:
+        stages.append({"stage": "dedup.semantic", "threshold": semantic})
+    _run_stages(ctx, "dedup", stages, **options)
 
 
 @main.command()

@@ -627,19 +627,34 @@ def write_parquet(df: pl.DataFrame, path: Path, compression: str = "zstd") -> No
     os.replace(tmp, path)
 
 
+def column_buffers(values: pl.Series | pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(bytes, offsets) of a String or Binary column, zero-copy where Arrow allows.
+
+    ``bytes[offsets[i]:offsets[i + 1]]`` is value i; ``offsets`` may not start at 0.
+    """
+    arr = values.to_arrow() if isinstance(values, pl.Series) else values
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    large = (
+        pa.large_string()
+        if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) or (pa.types.is_string_view(arr.type))
+        else pa.large_binary()
+    )
+    if arr.type != large:
+        arr = arr.cast(large)
+    _, off_buf, data_buf = arr.buffers()
+    offsets = np.frombuffer(off_buf, dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    return data, offsets
+
+
 def write_blobs(df: pl.DataFrame, column: str, path: Path) -> pl.DataFrame:
     """Store a Binary column's values back to back in a raw file; replace the column by
     ``<column>_path``, ``<column>_offset`` and ``<column>_length`` (see :func:`read_blobs`)."""
-    arr = df[column].to_arrow()
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    arr = arr.cast(pa.large_binary())
-    _, off_buf, data_buf = arr.buffers()
-    offsets = np.frombuffer(off_buf, dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    data, offsets = column_buffers(df[column])
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as fh:
-        if data_buf is not None and len(arr):
-            fh.write(memoryview(data_buf)[offsets[0] : offsets[-1]])
+        fh.write(memoryview(data)[offsets[0] : offsets[-1]])
     os.replace(tmp, path)
     return df.drop(column).with_columns(
         pl.lit(str(path)).alias(f"{column}_path"),

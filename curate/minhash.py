@@ -38,6 +38,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from curate.io import column_buffers
+
 MAX32 = np.uint32(0xFFFFFFFF)
 # Typed constants: numba turns uint64-with-int64 arithmetic into float64.
 _M32 = np.uint64(0xFFFFFFFF)
@@ -178,15 +180,7 @@ def _simpson(y: np.ndarray, x: np.ndarray) -> float:
 
 def utf8_buffers(text: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     """(bytes, offsets) views of a string column, zero-copy where Arrow allows."""
-    arr = text.to_arrow()
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if arr.type != pa.large_string():
-        arr = arr.cast(pa.large_string())
-    _, off_buf, data_buf = arr.buffers()
-    offsets = np.frombuffer(off_buf, dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
-    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
-    return data, offsets
+    return column_buffers(text)
 
 
 # ---------------------------------------------------------------------------
@@ -513,17 +507,8 @@ def hashes_to_binary(hashes: np.ndarray, doc_off: np.ndarray) -> pl.Series:
 
 def binary_to_hashes(values: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     """Inverse of :func:`hashes_to_binary`: (hashes, per-document offsets)."""
-    arr = values.to_arrow()
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if arr.type != pa.large_binary():
-        arr = arr.cast(pa.large_binary())
-    _, off_buf, data_buf = arr.buffers()
-    offsets = np.frombuffer(off_buf, dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
-    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
-    start = offsets[0]
-    hashes = data[start : offsets[-1]].view(np.uint32) if len(arr) else np.zeros(0, np.uint32)
-    return hashes, (offsets - start) // 4
+    data, offsets = column_buffers(values)
+    return data[offsets[0] : offsets[-1]].view(np.uint32), (offsets - offsets[0]) // 4
 
 
 def signatures(

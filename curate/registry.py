@@ -23,6 +23,7 @@ BUILTIN_STAGE_MODULES = (
     "curate.stages.normalize",
     "curate.stages.quality",
     "curate.stages.dedup",
+    "curate.stages.semantic",
     "curate.stages.pii",
     "curate.stages.rewrite",
     "curate.stages.format",

