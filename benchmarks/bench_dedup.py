@@ -115,13 +115,17 @@ def rensa_loop(path: Path, out: Path, limit: int | None = None) -> dict[str, str
 # curate
 
 
-def curate_run(inputs: list[str], run_dir: Path, workers: int, id_field: str | None = None, **params) -> dict:
+def curate_run(
+    inputs: list[str], run_dir: Path, workers: int, id_field: str | None = None, stage: str = "dedup.minhash", **params
+) -> dict:
     shutil.rmtree(run_dir, ignore_errors=True)
+    if stage == "dedup.minhash":
+        params = {"threshold": THRESHOLD, "num_perm": NUM_PERM, **params}
     plan = load_recipe(
         {
             "name": "bench-dedup",
             "input": [{"path": p, "id_field": id_field} for p in inputs],
-            "stages": [{"stage": "dedup.minhash", "threshold": THRESHOLD, "num_perm": NUM_PERM, **params}],
+            "stages": [{"stage": stage, **params}],
             "run": {"workers": workers},
             "output": {"run_dir": str(run_dir)},
             "report": False,  # the baselines write no report; timed with the core benchmark
@@ -307,6 +311,37 @@ def _subprocess_json(code: str, *args: str) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def semantic(workdir: Path, docs: int, workers: int) -> dict:
+    """dedup.semantic (offline MiniLM, 256 tokens) on the first ``docs`` of the throughput corpus."""
+    src = DATA / "dedup_100000.jsonl"
+    path = workdir / f"semantic_{docs}.jsonl"
+    with open(src) as fh, open(path, "w") as out:
+        for i, line in enumerate(fh):
+            if i >= docs:
+                break
+            out.write(line)
+    t0 = time.perf_counter()
+    stats = curate_run([str(path)], workdir / "semantic_run", workers, stage="dedup.semantic", threshold=0.95)
+    dt = time.perf_counter() - t0
+    stage = stats["stages"][-1]
+    return {
+        "docs": docs,
+        "workers": workers,
+        "threshold": 0.95,
+        "seconds": round(dt, 2),
+        "docs_per_s": round(docs / dt, 1),
+        "phase_seconds": stage["phase_seconds"],
+        "removed": stage["rejected"],
+        "minhash_removed_same_docs": len(curate_dup_of_run([str(path)], workdir / "semantic_minhash", workers)),
+        "buckets": stage["global"]["buckets"],
+    }
+
+
+def curate_dup_of_run(inputs: list[str], run_dir: Path, workers: int) -> dict[str, str]:
+    curate_run(inputs, run_dir, workers)
+    return curate_dup_of(run_dir)
+
+
 SHINGLES = 300
 
 
@@ -354,6 +389,7 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=100_000)
     ap.add_argument("--baseline-docs", type=int, default=20_000)
     ap.add_argument("--keys-only-docs", type=int, default=1_000_000)
+    ap.add_argument("--semantic-docs", type=int, default=400)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     args = ap.parse_args()
     workdir = DATA / "dedup_work"
@@ -370,6 +406,7 @@ def main() -> None:
     result["speedup_vs_rensa"] = result["throughput"]["speedup_vs_rensa"]
     result["peak_rss_mb_100k"] = result["throughput"]["curate"]["peak_rss_mb_main"]
     result["keys_only_1m"] = keys_only(workdir, args.keys_only_docs)
+    result["semantic"] = semantic(workdir, args.semantic_docs, args.workers)
     result["peak_rss_mb"] = result["keys_only_1m"]["in_budget"]["peak_rss_mb"]
     write_result("dedup", result)
 
