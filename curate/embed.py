@@ -46,9 +46,18 @@ def check_encoder(model: str) -> None:
         raise RecipeError(f"encoder '{model}': no config.json there; give a model directory, a hub id or 'minilm'.")
 
 
+def resolve_device(device: str) -> str:
+    """'auto' is CUDA when torch sees a GPU, else CPU."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 @functools.lru_cache(maxsize=2)
-def load_encoder(model: str) -> tuple[Any, Any]:
-    """(tokenizer, model in eval mode) on CPU; cached per process."""
+def load_encoder(model: str, device: str = "cpu") -> tuple[Any, Any]:
+    """(tokenizer, model in eval mode on ``device``); cached per process."""
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -59,19 +68,22 @@ def load_encoder(model: str) -> tuple[Any, Any]:
         encoder = AutoModel.from_pretrained(path)
     except OSError as e:
         raise RecipeError(f"cannot load encoder '{model}': {e}") from None
-    return tokenizer, encoder.eval()
+    return tokenizer, encoder.eval().to(device)
 
 
-def encode(texts: list[str], model: str, max_tokens: int = 256, batch_size: int = 32) -> np.ndarray:
+def encode(
+    texts: list[str], model: str, max_tokens: int = 256, batch_size: int = 32, device: str = "cpu"
+) -> np.ndarray:
     """L2-normalised mean-pooled embeddings, float32 (n, dim).
 
-    Runs on one thread: the executor already runs one shard per core, and a
-    fixed thread count keeps the floats (so the decisions) the same for any
-    number of workers.
+    On CPU it runs on one thread: the executor already runs one shard per
+    core, and a fixed thread count keeps the floats (so the decisions) the
+    same for any number of workers.
     """
     import torch
 
-    tokenizer, encoder = load_encoder(model)
+    device = resolve_device(device)
+    tokenizer, encoder = load_encoder(model, device)
     dim = encoder.config.hidden_size
     out = np.zeros((len(texts), dim), np.float32)
     threads = torch.get_num_threads()
@@ -81,11 +93,12 @@ def encode(texts: list[str], model: str, max_tokens: int = 256, batch_size: int 
             for start in range(0, len(texts), batch_size):
                 chunk = texts[start : start + batch_size]
                 enc = tokenizer(chunk, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
+                enc = {k: v.to(device) for k, v in enc.items()}
                 hidden = encoder(**enc).last_hidden_state
                 mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 pooled = torch.nn.functional.normalize(pooled, dim=1)
-                out[start : start + len(chunk)] = pooled.numpy()
+                out[start : start + len(chunk)] = pooled.float().cpu().numpy()
     finally:
         torch.set_num_threads(threads)
     return out

@@ -45,6 +45,8 @@ class SemanticDedup(GlobalStage):
     """Longer texts are embedded from their first max_tokens tokens."""
     batch_size: int = Field(default=32, ge=1)
     """Texts per encoder forward pass."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where to encode: 'auto' uses a CUDA GPU when torch sees one."""
     keep: Literal["first", "longest"] = "first"
     """Which record of a cluster survives: the first in input order, or the longest."""
     bucket_size: int = Field(default=2000, ge=2)
@@ -59,12 +61,13 @@ class SemanticDedup(GlobalStage):
         return self
 
     def setup(self) -> None:
-        from curate.embed import load_encoder
+        from curate.embed import load_encoder, resolve_device
 
-        load_encoder(self.model)
+        load_encoder(self.model, resolve_device(self.device))
 
     def keys(self, batch: pl.DataFrame) -> pl.DataFrame:
-        emb = encode(batch["text"].to_list(), self.model, self.max_tokens, self.batch_size).astype(np.float16)
+        texts = batch["text"].to_list()
+        emb = encode(texts, self.model, self.max_tokens, self.batch_size, self.device).astype(np.float16)
         width = emb.shape[1] * 2
         blob = pa.LargeBinaryArray.from_buffers(
             pa.large_binary(),
