@@ -218,16 +218,21 @@ def quality(workdir: Path, workers: int) -> dict:
 # Throughput
 
 
+def head_lines(src: Path, dst: Path, n: int) -> Path:
+    """The first ``n`` lines of ``src`` written to ``dst``."""
+    with open(src) as fh, open(dst, "w") as out:
+        for i, line in enumerate(fh):
+            if i >= n:
+                break
+            out.write(line)
+    return dst
+
+
 def throughput(workdir: Path, docs: int, baseline_docs: int, workers: int) -> dict:
     path = DATA / f"dedup_{docs}.jsonl"
     if not path.exists():
         write_corpus(path, docs, words=300, seed=3, dup_rate=0.1)
-    base_path = workdir / f"first_{baseline_docs}.jsonl"
-    with open(path) as src, open(base_path, "w") as dst:
-        for i, line in enumerate(src):
-            if i >= baseline_docs:
-                break
-            dst.write(line)
+    base_path = head_lines(path, workdir / f"first_{baseline_docs}.jsonl", baseline_docs)
 
     out: dict = {"docs": docs, "corpus_mb": round(path.stat().st_size / 2**20, 1), "baseline_docs": baseline_docs}
     child = _subprocess_json(_CURATE_RUN, str(path), str(workdir / "tp_run"), str(workers))
@@ -313,13 +318,7 @@ def _subprocess_json(code: str, *args: str) -> dict:
 
 def semantic(workdir: Path, docs: int, workers: int) -> dict:
     """dedup.semantic (offline MiniLM, 256 tokens) on the first ``docs`` of the throughput corpus."""
-    src = DATA / "dedup_100000.jsonl"
-    path = workdir / f"semantic_{docs}.jsonl"
-    with open(src) as fh, open(path, "w") as out:
-        for i, line in enumerate(fh):
-            if i >= docs:
-                break
-            out.write(line)
+    path = head_lines(DATA / "dedup_100000.jsonl", workdir / f"semantic_{docs}.jsonl", docs)
     t0 = time.perf_counter()
     stats = curate_run([str(path)], workdir / "semantic_run", workers, stage="dedup.semantic", threshold=0.95)
     dt = time.perf_counter() - t0

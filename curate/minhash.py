@@ -31,7 +31,7 @@ import hashlib
 import math
 import struct
 import unicodedata
-from typing import Literal
+from typing import Any, Literal
 
 import numba as nb
 import numpy as np
@@ -375,34 +375,25 @@ def band_hashes(sig, bands, rows):
     return out
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True)
 def sorted_unique_sets(hashes, doc_off):
     """Each document's shingle hashes sorted and deduplicated: (values, per-document offsets).
 
-    Runs on all cores (the global phase has them to itself): each document is
-    sorted and deduplicated in place of its own slice, then the slices are packed.
+    Serial on purpose: numba's parallel layer here is OpenMP, whose global
+    thread state it shares with torch in the same process.
     """
     n = len(doc_off) - 1
-    work = np.empty(len(hashes), np.uint32)
-    counts = np.zeros(n, np.int64)
-    for d in nb.prange(n):
-        s, e = doc_off[d], doc_off[d + 1]
-        if e == s:
-            continue
-        seg = np.sort(hashes[s:e])
-        k = 0
+    out = np.empty(len(hashes), np.uint32)
+    out_off = np.zeros(n + 1, np.int64)
+    k = 0
+    for d in range(n):
+        seg = np.sort(hashes[doc_off[d] : doc_off[d + 1]])
         for i in range(len(seg)):
             if i == 0 or seg[i] != seg[i - 1]:
-                work[s + k] = seg[i]
+                out[k] = seg[i]
                 k += 1
-        counts[d] = k
-    out_off = np.zeros(n + 1, np.int64)
-    for d in range(n):
-        out_off[d + 1] = out_off[d] + counts[d]
-    out = np.empty(out_off[n], np.uint32)
-    for d in nb.prange(n):
-        out[out_off[d] : out_off[d + 1]] = work[doc_off[d] : doc_off[d] + counts[d]]
-    return out, out_off
+        out_off[d + 1] = k
+    return out[:k], out_off
 
 
 def bucket_edges(band_keys: np.ndarray, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -511,17 +502,10 @@ def binary_to_hashes(values: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     return data[offsets[0] : offsets[-1]].view(np.uint32), (offsets - offsets[0]) // 4
 
 
-def signatures(
-    text: pl.Series,
-    num_perm: int = 128,
-    seed: int = 1,
-    ngram: int = 5,
-    shingle: Shingle = "word",
-    hash: Literal["xxh32", "sha1"] = "xxh32",
-    lowercase: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
-    """MinHash signatures (n, num_perm) uint32 and shingle counts (n,) for a text column."""
-    sig, _, doc_off = signatures_and_shingles(text, num_perm, seed, ngram, shingle, hash, lowercase)
+def signatures(text: pl.Series, **params: Any) -> tuple[np.ndarray, np.ndarray]:
+    """MinHash signatures (n, num_perm) uint32 and shingle counts (n,) for a text column
+    (``params`` as for :func:`signatures_and_shingles`)."""
+    sig, _, doc_off = signatures_and_shingles(text, **params)
     return sig, np.diff(doc_off)
 
 
@@ -561,7 +545,7 @@ def warmup_kernels() -> None:
 
 def warmup() -> None:
     """Everything, for the process that runs the global phase: the per-shard kernels, the polars
-    side of a batch, and the global-phase kernels (sorted_unique_sets starts numba's thread pool)."""
+    side of a batch, and the global-phase kernels."""
     warmup_kernels()
     _, hashes, doc_off = signatures_and_shingles(pl.Series(["warm up the kernels"]), num_perm=2)
     sets, off = sorted_unique_sets(hashes, doc_off)

@@ -196,15 +196,8 @@ class MinHashDedup(GlobalStage):
         labels = minhash.connected_components(n, u, v) if n else np.zeros(0, np.int64)
 
         clusters = self._clusters(base, labels, nodes, sets, set_off)
-        dups = clusters.filter(~pl.col("kept"))
-        rejects = dups.select(
-            "id",
-            pl.lit("near_duplicate").alias("reason"),
-            pl.format("near-duplicate of {} (Jaccard {})", "cluster", pl.col("similarity").round(3)).alias("detail"),
-            pl.col("cluster").alias("duplicate_of"),
-            "similarity",
-            "cluster_size",
-        )
+        rejects = cluster_rejects(clusters, "near_duplicate", "near-duplicate of {} (Jaccard {})")
+        near_duplicates = len(rejects)
         no_shingles = base.filter(pl.col("n_shingles") == 0)
         if self.on_no_shingles == "reject" and len(no_shingles):
             reason = no_shingles.select(
@@ -222,7 +215,7 @@ class MinHashDedup(GlobalStage):
             "verified_pairs": len(u),
             "false_positive_pairs_removed": n_candidates - len(u) if self.verify == "exact" else None,
             "clusters": len(sizes),
-            "near_duplicates": len(dups),
+            "near_duplicates": near_duplicates,
             "cluster_size_histogram": _histogram(sizes),
             "no_shingles": len(no_shingles),
             "band_passes": b if spill else 1,
@@ -272,25 +265,52 @@ class MinHashDedup(GlobalStage):
     ) -> pl.DataFrame:
         """One row per record in a cluster of 2+: its cluster (the kept id), whether it is kept, and
         its exact shingle Jaccard with the kept record."""
-        frame = base.with_columns(
-            pl.Series("node", np.arange(len(base), dtype=np.int64)), pl.Series("label", labels, dtype=pl.Int64)
-        )
-        frame = frame.with_columns(pl.len().over("label").alias("cluster_size")).filter(pl.col("cluster_size") > 1)
-        if self.keep == "first":
-            winner = pl.col("node").min().over("label")
-        else:  # highest rank; ties (and missing ranks) go to the first record
-            rank = pl.col("rank").fill_null(-np.inf).fill_nan(-np.inf)
-            winner = pl.col("node").sort_by(rank, pl.col("node"), descending=[True, False]).first().over("label")
-        frame = frame.with_columns(winner.alias("winner"))
-        frame = frame.with_columns((pl.col("node") == pl.col("winner")).alias("kept"))
-        kept_ids = frame.filter("kept").select("label", pl.col("id").alias("cluster"))
-        frame = frame.join(kept_ids, on="label", how="left", maintain_order="left")
+        frame = cluster_members(base, labels, self.keep)
         mine = np.searchsorted(nodes, frame["node"].to_numpy())
         theirs = np.searchsorted(nodes, frame["winner"].to_numpy())
         similarity = minhash.pair_jaccard(sets, set_off, mine, theirs) if len(frame) else np.zeros(0, np.float32)
-        return frame.with_columns(pl.Series("similarity", similarity, dtype=pl.Float32)).select(
-            "cluster", "id", "kept", "similarity", "cluster_size", "_order"
-        )
+        return with_similarity(frame, similarity)
+
+
+def cluster_members(base: pl.DataFrame, labels: np.ndarray, keep: str) -> pl.DataFrame:
+    """Records (rows of ``base``, in stable order) whose component ``labels`` has 2+ members, with
+    ``node`` (row number), ``winner`` (the kept node), ``kept`` and ``cluster`` (the kept id).
+
+    ``keep: first`` keeps the smallest node; otherwise the highest ``rank``, ties and missing ranks
+    going to the first record.
+    """
+    frame = base.with_columns(
+        pl.Series("node", np.arange(len(base), dtype=np.int64)), pl.Series("label", labels, dtype=pl.Int64)
+    )
+    frame = frame.with_columns(pl.len().over("label").alias("cluster_size")).filter(pl.col("cluster_size") > 1)
+    if keep == "first":
+        winner = pl.col("node").min().over("label")
+    else:
+        rank = pl.col("rank").fill_null(-np.inf).fill_nan(-np.inf)
+        winner = pl.col("node").sort_by(rank, pl.col("node"), descending=[True, False]).first().over("label")
+    frame = frame.with_columns(winner.alias("winner"))
+    frame = frame.with_columns((pl.col("node") == pl.col("winner")).alias("kept"))
+    kept_ids = frame.filter("kept").select("label", pl.col("id").alias("cluster"))
+    return frame.join(kept_ids, on="label", how="left", maintain_order="left")
+
+
+def with_similarity(members: pl.DataFrame, similarity: np.ndarray) -> pl.DataFrame:
+    """The clusters artifact: cluster, id, kept, similarity (with the kept record), cluster_size, _order."""
+    return members.with_columns(pl.Series("similarity", similarity, dtype=pl.Float32)).select(
+        "cluster", "id", "kept", "similarity", "cluster_size", "_order"
+    )
+
+
+def cluster_rejects(clusters: pl.DataFrame, reason: str, detail: str) -> pl.DataFrame:
+    """Rejects for every non-kept cluster member; ``detail`` formats (kept id, similarity)."""
+    return clusters.filter(~pl.col("kept")).select(
+        "id",
+        pl.lit(reason).alias("reason"),
+        pl.format(detail, "cluster", pl.col("similarity").round(3)).alias("detail"),
+        pl.col("cluster").alias("duplicate_of"),
+        "similarity",
+        "cluster_size",
+    )
 
 
 @functools.lru_cache(maxsize=64)

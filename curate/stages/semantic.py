@@ -13,6 +13,7 @@ from curate import minhash
 from curate.embed import OFFLINE_MINILM, check_encoder, encode
 from curate.io import column_buffers, read_blobs
 from curate.registry import Decisions, GlobalStage, stage
+from curate.stages.dedup import cluster_members, cluster_rejects, with_similarity
 
 
 @stage("dedup.semantic")
@@ -88,34 +89,11 @@ class SemanticDedup(GlobalStage):
         buckets = _kmeans(emb, max(1, round(n / self.bucket_size)), self.kmeans_iterations, self.seed)
         u, v = _similar_pairs(emb, buckets, self.threshold)
         labels = minhash.connected_components(n, u, v) if n else np.zeros(0, np.int64)
-        frame = base.with_columns(
-            pl.Series("node", np.arange(n, dtype=np.int64)), pl.Series("label", labels, dtype=pl.Int64)
-        )
-        frame = frame.with_columns(pl.len().over("label").alias("cluster_size")).filter(pl.col("cluster_size") > 1)
-        if self.keep == "first":
-            winner = pl.col("node").min().over("label")
-        else:
-            winner = (
-                pl.col("node").sort_by(pl.col("rank"), pl.col("node"), descending=[True, False]).first().over("label")
-            )
-        frame = frame.with_columns(winner.alias("winner"))
-        frame = frame.with_columns((pl.col("node") == pl.col("winner")).alias("kept"))
-        kept_ids = frame.filter("kept").select("label", pl.col("id").alias("cluster"))
-        frame = frame.join(kept_ids, on="label", how="left", maintain_order="left")
+        frame = cluster_members(base, labels, self.keep)
         mine, theirs = frame["node"].to_numpy(), frame["winner"].to_numpy()
         similarity = np.einsum("ij,ij->i", emb[mine], emb[theirs]) if len(frame) else np.zeros(0, np.float32)
-        clusters = frame.with_columns(pl.Series("similarity", np.minimum(similarity, 1.0), dtype=pl.Float32)).select(
-            "cluster", "id", "kept", "similarity", "cluster_size", "_order"
-        )
-        dups = clusters.filter(~pl.col("kept"))
-        rejects = dups.select(
-            "id",
-            pl.lit("semantic_duplicate").alias("reason"),
-            pl.format("same meaning as {} (cosine {})", "cluster", pl.col("similarity").round(3)).alias("detail"),
-            pl.col("cluster").alias("duplicate_of"),
-            "similarity",
-            "cluster_size",
-        )
+        clusters = with_similarity(frame, np.minimum(similarity, 1.0))
+        rejects = cluster_rejects(clusters, "semantic_duplicate", "same meaning as {} (cosine {})")
         sizes = np.bincount(buckets) if n else np.zeros(0, np.int64)
         stats = {
             "threshold": self.threshold,
@@ -123,7 +101,7 @@ class SemanticDedup(GlobalStage):
             "largest_bucket": int(sizes.max()) if n else 0,
             "similar_pairs": len(u),
             "clusters": clusters["cluster"].n_unique(),
-            "near_duplicates": len(dups),
+            "near_duplicates": len(rejects),
         }
         return Decisions(rejects=rejects, stats=stats, artifacts={"clusters": clusters})
 
