@@ -149,11 +149,50 @@ def check_input(spec: InputSpec) -> None:
         except Exception as e:  # pyarrow raises several types for corrupt files
             raise InputError(f"input '{spec.path}' is not a readable Parquet file: {e}") from None
         _check_columns(spec, schema.names)
+    if fmt == "jsonl":
+        _check_jsonl_fields(spec, files)
     if fmt in ("hf_disk", "hf"):
         try:
             import datasets  # noqa: F401
         except ImportError:
             raise InputError("reading Hugging Face datasets needs `pip install datasets`.") from None
+
+
+# A JSONL input whose first this-many objects all lack the text field is a recipe error.
+FIELD_SAMPLE = 1000
+
+
+def _check_jsonl_fields(spec: InputSpec, files: list[Path]) -> None:
+    """Fail before work when the text field is in none of the first objects (a wrong ``text_field``,
+    not bad records): otherwise every record would be rejected as ``missing_field``."""
+    seen: dict[str, None] = {}
+    objects = 0
+    for f in files:
+        try:
+            with _open_binary(f) as fh:
+                for line in fh:
+                    try:
+                        obj = json.loads(line)
+                    except ValueError:  # bad lines are the reader's business
+                        continue
+                    if not isinstance(obj, dict):
+                        continue
+                    if spec.text_field in obj:
+                        return
+                    seen.update(dict.fromkeys(obj))
+                    objects += 1
+                    if objects >= FIELD_SAMPLE:
+                        break
+        except (OSError, EOFError):
+            return  # a broken stream is quarantined by the reader
+        if objects >= FIELD_SAMPLE:
+            break
+    if objects:
+        strings = [k for k in seen if k != spec.text_field]
+        raise InputError(
+            f"input '{spec.path}': no '{spec.text_field}' field in the first {objects} records; their fields are "
+            f"{strings}. Set text_field (CLI: --text-field) to the field that holds the text."
+        )
 
 
 def _check_columns(spec: InputSpec, names: list[str]) -> None:

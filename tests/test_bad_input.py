@@ -110,6 +110,19 @@ def test_missing_column_in_parquet_is_an_error_before_work(workdir: Path):
     assert not Path("runs/t").exists()
 
 
+def test_jsonl_without_the_text_field_anywhere_is_an_error_before_work(workdir: Path):
+    write_jsonl(workdir / "t.jsonl", [{"ticket": i, "body": "hello there"} for i in range(80)])
+    with pytest.raises(
+        InputError, match=r"no 'text' field in the first 80 records; their fields are \['ticket', 'body'\]"
+    ):
+        run({"input": ["t.jsonl"]})
+    assert not Path("runs/t").exists()
+    # records that lack it among ones that have it are bad records, quarantined one by one
+    write_jsonl(workdir / "m.jsonl", [{"body": "x"}] * 60 + [{"text": "fine"}])
+    stats = run({"input": ["m.jsonl"]})
+    assert stage_stats(stats, "ingest")["rejected_by_reason"] == {"missing_field": 60}
+
+
 def test_csv_bad_rows(workdir: Path):
     (workdir / "in.csv").write_bytes(
         b"id,text\n1,good row with words\n2,too,many,fields\n3,caf\xe9 latin-1 bytes\n4,\n5,another good row\n"
