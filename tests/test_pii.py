@@ -65,6 +65,7 @@ SAFE_HARBOR = [
     ("P biometric", "Fingerprint ID: FP-3A9C01D2E4F5 enrolled.", "BIOMETRIC_ID", "FP-3A9C01D2E4F5"),
     ("Q photo", "Full-face photo stored as portrait_0042.jpg in the chart.", "PHOTO", "portrait_0042.jpg"),
     ("R other id", "Claim number C88120044 was approved.", "ID_NUMBER", "C88120044"),
+    ("R username", "Portal username: jdoe_1971 was locked.", "ONLINE_ID", "jdoe_1971"),
 ]
 
 
@@ -88,6 +89,10 @@ def test_every_safe_harbor_category_is_detected(case: str, text: str, entity: st
 def test_checksum_and_rule_negatives_are_not_flagged(text: str):
     spans = found("hipaa", text)
     assert not {"US_SSN", "AGE", "CREDIT_CARD", "VEHICLE_ID"} & set(spans), spans
+
+
+def test_login_followed_by_an_ordinary_word_is_not_a_username():
+    assert "ONLINE_ID" not in found("hipaa", "Last login from the clinic office was yesterday.")
 
 
 # -- GDPR national identifiers: valid and checksum-invalid ---------------------------
