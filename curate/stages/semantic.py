@@ -53,6 +53,7 @@ class SemanticDedup(GlobalStage):
     bucket_size: int = Field(default=2000, ge=2)
     """Mean records per k-means bucket; pairs are compared within buckets only."""
     kmeans_iterations: int = Field(default=20, ge=1)
+    """Most Lloyd iterations of the bucketing k-means (it stops earlier once the centres settle)."""
     seed: int = 0
     """Seed of the k-means initialisation."""
 
