@@ -9,6 +9,7 @@ transformers (the ``train`` extra).
 from __future__ import annotations
 
 import functools
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +56,18 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-@functools.lru_cache(maxsize=2)
+_LOAD_LOCK = threading.Lock()
+
+
 def load_encoder(model: str, device: str = "cpu") -> tuple[Any, Any]:
-    """(tokenizer, model in eval mode on ``device``); cached per process."""
+    """(tokenizer, model in eval mode on ``device``); cached per process, loaded by one thread at a
+    time (from_pretrained swaps torch.nn.init functions process-wide while it loads)."""
+    with _LOAD_LOCK:
+        return _load_encoder(model, device)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_encoder(model: str, device: str) -> tuple[Any, Any]:
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 

@@ -162,18 +162,26 @@ def _init_worker(plugins: list[str]) -> None:
 # Heavy resources load once per worker process: the first task of a stage
 # config calls setup(), later tasks reuse the same object.
 _READY: dict[tuple[str, str], Stage] = {}
+_READY_LOCK = threading.Lock()
 
 
 def set_up(stage: Stage) -> Stage:
     """The set-up twin of ``stage`` in this process. A copy: setup() may attach resources that
     cannot be pickled (models, engines), and the main process, which runs tasks too, still
-    sends the original to the pool."""
+    sends the original to the pool.
+
+    Serialised by a lock: in the main process a global stage is set up by a warm-up thread
+    while the first task may ask for it too. Two concurrent set-ups would load everything
+    twice, and some loaders are not thread-safe (transformers' from_pretrained swaps
+    torch.nn.init functions process-wide while it loads; two at once can leave them disabled).
+    """
     key = (stage.name, stage.model_dump_json())
-    if key not in _READY:
-        ready = stage.model_copy()
-        ready.setup()
-        _READY[key] = ready
-    return _READY[key]
+    with _READY_LOCK:
+        if key not in _READY:
+            ready = stage.model_copy()
+            ready.setup()
+            _READY[key] = ready
+        return _READY[key]
 
 
 # ---------------------------------------------------------------------------

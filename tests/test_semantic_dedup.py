@@ -54,8 +54,22 @@ def semantic_run(workdir: Path, workers: int = 2, run_dir: str = "runs/t", **par
 
 
 def test_paraphrases_removed_distinct_kept_and_conserved(workdir: Path):
+    import torch
+    from transformers import PreTrainedModel
+    from transformers.initialization import TORCH_INIT_FUNCTIONS
+
+    def inits() -> dict:
+        swapped = {"init_weights": PreTrainedModel.init_weights, "tie_weights": PreTrainedModel.tie_weights}
+        return swapped | {name: getattr(torch.nn.init, name) for name in TORCH_INIT_FUNCTIONS}
+
+    before = inits()
     texts = corpus(workdir)
     stats = semantic_run(workdir)
+    # The encoder loads once, by one thread. from_pretrained swaps PreTrainedModel.init_weights,
+    # tie_weights and torch.nn.init functions for no-ops while it loads; two loads at once (the warm-up
+    # thread and the first task) left tie_weights a no-op for the rest of the process, so a model
+    # trained afterwards had untied embeddings (a DPO test caught it).
+    assert inits() == before
     st = stage_stats(stats, "dedup.semantic")
     assert st["in"] == len(texts) == st["kept"] + st["rejected"]
     kept = output("runs/t")["text"].to_list()
