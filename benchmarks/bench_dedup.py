@@ -346,8 +346,7 @@ SHINGLES = 300
 
 def keys_only(workdir: Path, docs: int) -> dict:
     """Synthetic keys for ``docs`` records (5% planted duplicates), then decide() in a fresh process."""
-    from curate import minhash
-    from curate.io import write_blobs
+    from curate.io import binary_column, write_blobs
     from curate.stages.dedup import MinHashDedup
 
     bands, _ = MinHashDedup().band_rows
@@ -369,7 +368,7 @@ def keys_only(workdir: Path, docs: int) -> dict:
         text[dup] = text[src[dup]]
         cols = {"id": [f"r{s + i}" for i in range(n)], "n_shingles": np.full(n, SHINGLES, np.int32)}
         cols.update({f"band_{j:03d}": band[:, j] for j in range(bands)})
-        cols["shingles"] = minhash.hashes_to_binary(hashes.ravel(), np.arange(n + 1, dtype=np.int64) * SHINGLES)
+        cols["shingles"] = binary_column("shingles", hashes, np.arange(n + 1) * SHINGLES)
         frame = pl.DataFrame(cols).with_columns(
             (pl.int_range(0, n, dtype=pl.Int64) + ((s // shard) << 32)).alias("_order")
         )

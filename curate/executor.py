@@ -102,7 +102,6 @@ class LocalExecutor:
         threading.Thread(target=feed, daemon=True, name="curate-feeder").start()
         try:
             for _ in range(len(tasks)):
-                item = None
                 if finished.empty():
                     args = take()
                     if args is not None:
@@ -122,7 +121,6 @@ class LocalExecutor:
         self._pool = ProcessPoolExecutor(
             self.workers - 1, mp_context=_context(self.preload), initializer=_init_worker, initargs=(self.plugins,)
         )
-        self._pool_ready = threading.Event()
         pool, ready = self._pool, self._pool_ready
 
         def spawn() -> None:  # the first submit blocks until the forkserver has started

@@ -188,10 +188,10 @@ def _check_jsonl_fields(spec: InputSpec, files: list[Path]) -> None:
         if objects >= FIELD_SAMPLE:
             break
     if objects:
-        strings = [k for k in seen if k != spec.text_field]
+        fields = [k for k in seen if k != spec.text_field]
         raise InputError(
             f"input '{spec.path}': no '{spec.text_field}' field in the first {objects} records; their fields are "
-            f"{strings}. Set text_field (CLI: --text-field) to the field that holds the text."
+            f"{fields}. Set text_field (CLI: --text-field) to the field that holds the text."
         )
 
 
@@ -685,6 +685,36 @@ def column_buffers(values: pl.Series | pa.Array | pa.ChunkedArray) -> tuple[np.n
     offsets = np.frombuffer(off_buf, dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
     data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
     return data, offsets
+
+
+def binary_column(name: str, values: np.ndarray, offsets: np.ndarray) -> pl.Series:
+    """A Binary column whose value i is the raw bytes of ``values[offsets[i]:offsets[i + 1]]``
+    (``values`` flattened, offsets counted in its items), zero-copy."""
+    values = np.ascontiguousarray(values).reshape(-1)
+    arr = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(),
+        len(offsets) - 1,
+        [None, pa.py_buffer(np.asarray(offsets, np.int64) * values.itemsize), pa.py_buffer(values)],
+    )
+    return pl.Series(name, arr)
+
+
+def read_binary_column(
+    keys: pl.LazyFrame, column: str, rows: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """A Binary key column's values for ``rows`` (row numbers; all rows when None), in row order:
+    (bytes, offsets from 0). The column is either in ``keys`` (keys() output used directly) or
+    was stored beside the key files by :func:`write_blobs` (read by position, rows only)."""
+    inline = column in keys.collect_schema()
+    frame = keys.select([column] if inline else [f"{column}_path", f"{column}_offset", f"{column}_length"])
+    if rows is not None:
+        chosen = pl.col("_row").is_in(pl.Series(rows, dtype=pl.UInt32).implode())
+        frame = frame.with_row_index("_row").filter(chosen).sort("_row")
+    found = frame.collect()
+    if not inline:
+        return read_blobs(found, column)
+    data, offsets = column_buffers(found[column])
+    return data[offsets[0] : offsets[-1]], offsets - offsets[0]
 
 
 def write_blobs(df: pl.DataFrame, column: str, path: Path) -> pl.DataFrame:

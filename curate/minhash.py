@@ -36,7 +36,6 @@ from typing import Any, Literal
 import numba as nb
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from curate.io import column_buffers
 
@@ -176,11 +175,6 @@ def _simpson(y: np.ndarray, x: np.ndarray) -> float:
 
 # ---------------------------------------------------------------------------
 # Arrow buffers
-
-
-def utf8_buffers(text: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(bytes, offsets) views of a string column, zero-copy where Arrow allows."""
-    return column_buffers(text)
 
 
 # ---------------------------------------------------------------------------
@@ -488,20 +482,6 @@ def signatures_and_shingles(
     return minhash_signatures(hashes, doc_off, a, b), hashes, doc_off
 
 
-def hashes_to_binary(hashes: np.ndarray, doc_off: np.ndarray) -> pl.Series:
-    """Each document's shingle hashes as one binary value (raw little-endian uint32), zero-copy."""
-    arr = pa.LargeBinaryArray.from_buffers(
-        pa.large_binary(), len(doc_off) - 1, [None, pa.py_buffer(doc_off * 4), pa.py_buffer(hashes)]
-    )
-    return pl.Series("shingles", arr)
-
-
-def binary_to_hashes(values: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of :func:`hashes_to_binary`: (hashes, per-document offsets)."""
-    data, offsets = column_buffers(values)
-    return data[offsets[0] : offsets[-1]].view(np.uint32), (offsets - offsets[0]) // 4
-
-
 def signatures(text: pl.Series, **params: Any) -> tuple[np.ndarray, np.ndarray]:
     """MinHash signatures (n, num_perm) uint32 and shingle counts (n,) for a text column
     (``params`` as for :func:`signatures_and_shingles`)."""
@@ -520,13 +500,8 @@ def _norm_shingles(norm: str, ngram: int, shingle: Shingle) -> list[bytes]:
 
 
 def _hash_batch(text: pl.Series, ngram: int, shingle: Shingle, lowercase: bool) -> tuple[np.ndarray, np.ndarray]:
-    data, offsets = utf8_buffers(text.str.to_lowercase() if lowercase else text)
+    data, offsets = column_buffers(text.str.to_lowercase() if lowercase else text)
     return shingle_hashes(data, offsets, char_classes(), shingle == "char", ngram)
-
-
-def shingle_sets(text: pl.Series, ngram: int, shingle: Shingle, lowercase: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted unique xxh32 shingle hashes per document (for exact Jaccard)."""
-    return sorted_unique_sets(*_hash_batch(text, ngram, shingle, lowercase))
 
 
 def warmup_kernels() -> None:

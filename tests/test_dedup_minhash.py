@@ -68,17 +68,23 @@ def test_xxh32_kernel_equals_xxhash():
         assert minhash.xxh32(data, 3, 3 + length, 0) == xxhash.xxh32_intdigest(bytes(data[3 : 3 + length]))
 
 
-def test_shingle_hashes_round_trip_through_the_keys_column():
+def test_shingle_hashes_round_trip_through_the_keys_column(tmp_path: Path):
+    from curate.io import binary_column, read_binary_column, write_blobs
+
     texts = pl.Series(["one two three four five six", "", "just two", "ab cd ef gh ij kl mn op"] * 3)
     _, hashes, doc_off = minhash.signatures_and_shingles(texts, num_perm=4, ngram=2)
-    column = minhash.hashes_to_binary(hashes, doc_off)
+    column = binary_column("shingles", hashes, doc_off)
     assert column.dtype == pl.Binary and len(column) == len(texts)
-    back, back_off = minhash.binary_to_hashes(column)
-    np.testing.assert_array_equal(back, hashes)
-    np.testing.assert_array_equal(back_off, doc_off)
-    part, part_off = minhash.binary_to_hashes(column.slice(2, 5))  # a filtered read starts mid-buffer
-    np.testing.assert_array_equal(part, hashes[doc_off[2] : doc_off[7]])
-    np.testing.assert_array_equal(part_off, doc_off[2:8] - doc_off[2])
+    inline = pl.DataFrame([column]).lazy()
+    stored = write_blobs(pl.DataFrame([column]), "shingles", tmp_path / "k.shingles.bin").lazy()
+    for keys in (inline, stored):  # keys() output used directly, or as the runner stores it
+        back, back_off = read_binary_column(keys, "shingles")
+        np.testing.assert_array_equal(back.view(np.uint32), hashes)
+        np.testing.assert_array_equal(back_off // 4, doc_off)
+        rows = np.array([2, 3, 4, 5, 6])  # a filtered read starts mid-buffer
+        part, part_off = read_binary_column(keys, "shingles", rows)
+        np.testing.assert_array_equal(part.view(np.uint32), hashes[doc_off[2] : doc_off[7]])
+        np.testing.assert_array_equal(part_off // 4, doc_off[2:8] - doc_off[2])
 
 
 def test_binary_key_columns_are_stored_beside_the_keys_and_read_back_by_row(tmp_path: Path):

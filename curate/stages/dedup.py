@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 
 from curate import minhash
 from curate.errors import RecipeError
-from curate.io import read_blobs
+from curate.io import binary_column, read_binary_column
 from curate.registry import Decisions, GlobalStage, stage
 
 
@@ -165,7 +165,7 @@ class MinHashDedup(GlobalStage):
         bh = minhash.band_hashes(sig, b, r)
         cols: dict[str, Any] = {"id": batch["id"], "n_shingles": pl.Series(np.diff(doc_off), dtype=pl.Int32)}
         cols.update({f"band_{j:03d}": pl.Series(bh[:, j], dtype=pl.UInt64) for j in range(b)})
-        cols["shingles"] = minhash.hashes_to_binary(hashes, doc_off)
+        cols["shingles"] = binary_column("shingles", hashes, doc_off)
         if self.keep == "longest":
             cols["rank"] = batch["text"].str.len_chars().cast(pl.Float64)
         elif self.keep == "quality":
@@ -246,18 +246,7 @@ class MinHashDedup(GlobalStage):
     def _shingle_sets(self, keys: pl.LazyFrame, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not len(nodes):
             return np.zeros(0, np.uint32), np.zeros(1, np.int64)
-        inline = "shingles" in keys.collect_schema()  # keys() output used directly, not via the runner
-        cols = ["shingles"] if inline else ["shingles_path", "shingles_offset", "shingles_length"]
-        where = (
-            keys.select(cols)
-            .with_row_index("node")
-            .filter(pl.col("node").is_in(pl.Series(nodes, dtype=pl.UInt32).implode()))
-            .collect()
-            .sort("node")
-        )
-        if inline:
-            return minhash.sorted_unique_sets(*minhash.binary_to_hashes(where["shingles"]))
-        data, offsets = read_blobs(where, "shingles")
+        data, offsets = read_binary_column(keys, "shingles", nodes)
         return minhash.sorted_unique_sets(data.view(np.uint32), offsets // 4)
 
     def _clusters(

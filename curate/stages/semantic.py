@@ -6,12 +6,11 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 from pydantic import Field, model_validator
 
 from curate import minhash
 from curate.embed import OFFLINE_MINILM, check_encoder, encode
-from curate.io import column_buffers, read_blobs
+from curate.io import binary_column, read_binary_column
 from curate.registry import Decisions, GlobalStage, stage
 from curate.stages.dedup import cluster_members, cluster_rejects, with_similarity
 
@@ -70,13 +69,8 @@ class SemanticDedup(GlobalStage):
     def keys(self, batch: pl.DataFrame) -> pl.DataFrame:
         texts = batch["text"].to_list()
         emb = encode(texts, self.model, self.max_tokens, self.batch_size, self.device).astype(np.float16)
-        width = emb.shape[1] * 2
-        blob = pa.LargeBinaryArray.from_buffers(
-            pa.large_binary(),
-            len(emb),
-            [None, pa.py_buffer(np.arange(len(emb) + 1, dtype=np.int64) * width), pa.py_buffer(emb.tobytes())],
-        )
-        cols: dict[str, Any] = {"id": batch["id"], "embedding": pl.Series("embedding", blob)}
+        rows = np.arange(len(emb) + 1) * emb.shape[1]
+        cols: dict[str, Any] = {"id": batch["id"], "embedding": binary_column("embedding", emb, rows)}
         if self.keep == "longest":
             cols["rank"] = batch["text"].str.len_chars().cast(pl.Float64)
         return pl.DataFrame(cols)
@@ -107,11 +101,7 @@ class SemanticDedup(GlobalStage):
         return Decisions(rejects=rejects, stats=stats, artifacts={"clusters": clusters})
 
     def _embeddings(self, keys: pl.LazyFrame, n: int) -> np.ndarray:
-        if "embedding" in keys.collect_schema():  # keys() output used directly, not via the runner
-            data, offsets = column_buffers(keys.select("embedding").collect()["embedding"])
-            data = data[offsets[0] : offsets[-1]]
-        else:
-            data, _ = read_blobs(keys.select("^embedding_.*$").collect(), "embedding")
+        data, _ = read_binary_column(keys, "embedding")
         emb = data.view(np.float16).reshape(n, -1).astype(np.float32)
         norms = np.linalg.norm(emb, axis=1, keepdims=True)
         return emb / np.maximum(norms, 1e-12)  # float16 storage: renormalise
