@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import msgspec
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -242,57 +243,66 @@ class _Collector:
             }
         )
 
-    def add(self, obj: Any, source: str, raw: str) -> None:
+    def __post_init__(self) -> None:
+        self._mapped = {self.spec.text_field, self.spec.id_field}
+
+    def add(self, obj: Any, source: str, raw: str | bytes) -> None:
+        """Map one parsed object to a record or a reject. ``raw`` is the line as read (bytes are
+        valid UTF-8 here: the parser accepted them), only decoded when the record is rejected."""
         spec = self.spec
         if not isinstance(obj, dict):
-            self.reject(source, raw, "not_an_object", f"expected a JSON object, got {type(obj).__name__}")
+            self.reject(source, _raw_text(raw), "not_an_object", f"expected a JSON object, got {type(obj).__name__}")
             return
         text = obj.get(spec.text_field)
-        mapped = {spec.text_field, spec.id_field}
         if spec.meta_fields is None:
+            mapped = self._mapped
             meta = encode_meta({k: v for k, v in obj.items() if k not in mapped})
         else:
             meta = encode_meta({k: obj[k] for k in spec.meta_fields if k in obj})
         if text is None:
             why = "is null" if spec.text_field in obj else f"is missing (fields: {sorted(obj)})"
-            self.reject(source, raw, "missing_field", f"text field '{spec.text_field}' {why}", meta)
+            self.reject(source, _raw_text(raw), "missing_field", f"text field '{spec.text_field}' {why}", meta)
             return
         if not isinstance(text, str):
             self.reject(
                 source,
-                raw,
+                _raw_text(raw),
                 "wrong_type",
                 f"text field '{spec.text_field}' is {type(text).__name__}, expected string",
                 meta,
             )
             return
-        rid = record_id(source, text)
         if spec.id_field is not None:
             user_id = obj.get(spec.id_field)
             if user_id is None:
-                self.reject(source, raw, "missing_field", f"id field '{spec.id_field}' is missing or null", meta)
+                self.reject(
+                    source, _raw_text(raw), "missing_field", f"id field '{spec.id_field}' is missing or null", meta
+                )
                 return
             if isinstance(user_id, bool) or not isinstance(user_id, (str, int)):
                 self.reject(
                     source,
-                    raw,
+                    _raw_text(raw),
                     "wrong_type",
                     f"id field '{spec.id_field}' is {type(user_id).__name__}, expected string or integer",
                     meta,
                 )
                 return
-            rid = str(user_id)
-        if not text.strip():
+        if not text or text.isspace():  # what `not text.strip()` means, without copying the text
             self.reject(source, text, "empty_text", "text is empty or whitespace only", meta)
             return
-        size = len(text.encode("utf-8", "surrogatepass"))
-        if size > self.max_record_bytes:
+        encoded = text.encode("utf-8", "surrogatepass")
+        if len(encoded) > self.max_record_bytes:
             self.reject(
-                source, text, "too_large", f"text is {size} bytes > max_record_bytes {self.max_record_bytes}", meta
+                source,
+                text,
+                "too_large",
+                f"text is {len(encoded)} bytes > max_record_bytes {self.max_record_bytes}",
+                meta,
             )
             return
         rows = self.rows
-        rows["id"].append(rid)
+        rows["id"].append(record_id(source, encoded) if spec.id_field is None else str(user_id))
         rows["text"].append(text)
         rows["source"].append(source)
         rows["meta"].append(meta)
@@ -314,7 +324,8 @@ _NO_AUDIT = pl.lit([], dtype=pl.List(pl.String)).alias("audit")
 def _frame(rows: dict[str, list]) -> pl.DataFrame:
     # the empty audit lists are added as one broadcast literal: building
     # them from Python lists costs more than reading the JSON
-    cols = {k: pl.Series(k, v, dtype=pl.String) for k, v in rows.items()}
+    # (a list of str converts 4x faster when polars infers the type than when it is given)
+    cols = {k: pl.Series(k, v) if v else pl.Series(k, v, dtype=pl.String) for k, v in rows.items()}
     return pl.DataFrame(cols).with_columns(_NO_AUDIT).select(list(SCHEMA))
 
 
@@ -431,6 +442,16 @@ def _open_binary(path: Path) -> io.BufferedIOBase:
     return open(path, "rb")
 
 
+# A line this much longer than max_record_bytes cannot hold a legal record: rejected unparsed.
+_LINE_SLACK = 64 * 1024
+
+# Where msgspec and the json module both accept a line they give equal objects: duplicate keys
+# keep the last value, integers of any size stay int, floats round the same. msgspec refuses
+# what json accepts beyond the JSON standard (NaN, Infinity, 1e400, lone surrogate escapes);
+# those lines are parsed by json, so they are read as before.
+_JSON_DECODER = msgspec.json.Decoder()
+
+
 def _read_jsonl(
     spec: InputSpec, label: str, max_record_bytes: int, batch_size: int, byte_range: ByteRange | None = None
 ) -> Batches:
@@ -440,19 +461,58 @@ def _read_jsonl(
     with _open_binary(Path(spec.path)) as fh:
         if byte_range is not None:
             fh.seek(byte_range.start)
-        remaining = byte_range.end - byte_range.start if byte_range else -1
+        size = byte_range.end - byte_range.start if byte_range else -1
+        decode = _JSON_DECODER.decode
+        parse_limit = max_record_bytes + _LINE_SLACK
         try:
-            for lineno, line in enumerate(fh, first):  # noqa: B007 - lineno used after the loop
-                _jsonl_line(c, line, f"{label}:{lineno}", max_record_bytes)
+            for lineno, line in enumerate(_lines(fh, size), first):  # noqa: B007 - lineno used after the loop
+                # Fast path: msgspec parses the line (bytes, UTF-8 checked) 3x faster than json. Any
+                # line it refuses takes the exact path, which decides the reason: the two parsers
+                # agree on every line both accept (see _JSON_DECODER).
+                try:
+                    if len(line) > parse_limit:
+                        raise ValueError
+                    obj = decode(line)
+                except (msgspec.DecodeError, ValueError, RecursionError):
+                    _jsonl_line(c, line, f"{label}:{lineno}", max_record_bytes)
+                else:
+                    c.add(obj, f"{label}:{lineno}", line)
                 if c.full():
                     yield c.flush()
-                if remaining >= 0:
-                    remaining -= len(line)
-                    if remaining <= 0:
-                        break
         except (EOFError, OSError) as e:  # truncated or corrupt compressed stream
             c.reject(f"{label}:{lineno + 1}", "", "unreadable", f"stream broke off after line {lineno}: {e}")
     yield c.flush()
+
+
+_BLOCK = 1 << 22
+
+
+def _lines(fh: io.BufferedIOBase, size: int = -1) -> Iterator[bytes]:
+    """The lines of ``fh`` without their newline, reading ``size`` bytes (all when -1) in 4 MiB
+    blocks: 3x faster than iterating the file. A final line without newline is yielded too."""
+    pending: list[bytes] = []  # pieces of a line that spans blocks
+    # read1: one read from the stream below, so a corrupt compressed stream fails only after
+    # every line decompressed before the damage was yielded
+    read = getattr(fh, "read1", fh.read)
+    while size != 0:
+        block = read(_BLOCK if size < 0 else min(_BLOCK, size))
+        if not block:
+            break
+        if size > 0:
+            size -= len(block)
+        lines = block.split(b"\n")
+        if len(lines) == 1:
+            pending.append(block)
+            continue
+        if pending:
+            pending.append(lines[0])
+            lines[0] = b"".join(pending)
+            pending = []
+        pending.append(lines.pop())
+        yield from lines
+    last = b"".join(pending)
+    if last:
+        yield last
 
 
 def _jsonl_line(c: _Collector, line: bytes, source: str, max_record_bytes: int) -> None:
@@ -461,7 +521,7 @@ def _jsonl_line(c: _Collector, line: bytes, source: str, max_record_bytes: int) 
         if line:  # whitespace-only line: a record that is empty; a bare newline is not a record
             c.reject(source, _lossy(line), "empty_text", "line holds only whitespace")
         return
-    if len(line) > max_record_bytes + 64 * 1024:
+    if len(line) > max_record_bytes + _LINE_SLACK:
         # Far too large to be a legal record: don't spend time parsing it.
         c.reject(source, _lossy(line), "too_large", f"line is {len(line)} bytes > max_record_bytes {max_record_bytes}")
         return
@@ -475,7 +535,20 @@ def _jsonl_line(c: _Collector, line: bytes, source: str, max_record_bytes: int) 
     except json.JSONDecodeError as e:
         c.reject(source, decoded, "invalid_json", f"{e.msg} at column {e.colno}")
         return
+    except RecursionError:
+        c.reject(source, decoded, "invalid_json", "nested too deeply to parse")
+        return
+    try:  # json (unlike msgspec) turns a lone \ud800-\udfff escape into a str no UTF-8 can hold
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as e:
+        bad = f"\\u{ord(e.object[e.start]):04x}"
+        c.reject(source, decoded, "invalid_unicode", f"escape {bad} is a lone surrogate, not a character")
+        return
     c.add(obj, source, decoded)
+
+
+def _raw_text(raw: str | bytes) -> str:
+    return raw if isinstance(raw, str) else raw.rstrip(b"\r\n").decode("utf-8")
 
 
 def _read_csv(spec: InputSpec, label: str, max_record_bytes: int, batch_size: int) -> Batches:

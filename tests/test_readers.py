@@ -172,3 +172,85 @@ def test_split_reading_through_the_runner_gives_the_same_records(workdir: Path):
     )
     assert len(stats["stages"][0]["parts"]) > 5
     assert output("runs/split").equals(output("runs/whole"))
+
+
+# Lines where the fast parser (msgspec) and the json module could disagree, or that only the
+# json module accepts: the fast path must give exactly what the json-only path gives.
+TRICKY_LINES = [
+    b'{"text": "plain ascii", "n": 1}',
+    b'{"text": "caf\\u00e9 \\u2028 \\ud83d\\ude00 na\\u00efve", "tags": ["a", {"z": 1, "y": [true, null]}]}',
+    "{\"text\": \"raw UTF-8: caf\u00e9 \u4e2d\u6587 \u0627\u0644\u0639\u0631\u0628\u064a\u0629\"}".encode(),
+    b'{"text": "floats", "a": 1e16, "b": 0.1, "c": -0.0, "d": 1e-07, "e": 123456789.123456789}',
+    b'{"text": "big int", "n": 123456789012345678901234567890, "m": -99999999999999999999}',
+    b'{"text": "first", "text": "duplicate keys keep the last"}',
+    b'{"text": "nan is not JSON", "score": NaN, "x": Infinity}',
+    b'{"text": "overflow", "x": 1e400}',
+    b'{"text": "lone \\ud800 surrogate"}',
+    b'{"text": "meta surrogate", "note": "\\udfff"}',
+    b'{"text": null}',
+    b'{"text": 5}',
+    b'{"body": "no text field"}',
+    b'["an", "array"]',
+    b'"a string"',
+    b"",
+    b"   \t ",
+    b'{"text": "crlf line"}\r',
+    b'\xef\xbb\xbf{"text": "byte order mark"}',
+    b'{"text": "bad \xff byte"}',
+    b'{"text": "control \x01 char"}',
+    b'{"text": "truncated',
+    b"[" * 50_000 + b"]" * 50_000,
+    b'{"text": "   "}',
+    b'{"text": "escapes \\n\\t\\" \\\\ \\/", "k\\u00e9y": "v"}',
+]
+
+
+def _read_all(path: Path, **spec) -> tuple[pl.DataFrame, pl.DataFrame]:
+    from curate.io import InputSpec, read_input
+
+    frames = list(read_input(InputSpec(path=str(path), **spec), path.name, 1 << 20, 7))
+    return pl.concat([k for k, _ in frames]), pl.concat([r for _, r in frames])
+
+
+def test_fast_jsonl_parser_agrees_with_the_json_module(workdir: Path, monkeypatch: pytest.MonkeyPatch):
+    import curate.io
+
+    path = workdir / "tricky.jsonl"
+    path.write_bytes(b"\n".join(TRICKY_LINES) + b"\n")
+    fast_kept, fast_rejected = _read_all(path)
+
+    class Refuses:
+        def decode(self, line: bytes) -> None:
+            raise ValueError
+
+    monkeypatch.setattr(curate.io, "_JSON_DECODER", Refuses())
+    slow_kept, slow_rejected = _read_all(path)
+    assert fast_kept.equals(slow_kept) and fast_rejected.equals(slow_rejected)
+    # nothing lost, nothing crashed: a bare empty line is not a record
+    assert len(fast_kept) + len(fast_rejected) == len(TRICKY_LINES) - 1
+    reasons = dict(zip(fast_rejected["source"], fast_rejected["reason"]))
+    line = {i + 1: raw for i, raw in enumerate(TRICKY_LINES)}
+    assert reasons["tricky.jsonl:9"] == reasons["tricky.jsonl:10"] == "invalid_unicode"
+    assert reasons["tricky.jsonl:23"] == "invalid_json"  # too deep for the json module's recursion
+    assert reasons["tricky.jsonl:20"] == "invalid_utf8"
+    meta = dict(zip(fast_kept["source"], fast_kept["meta"]))
+    assert json.loads(meta["tricky.jsonl:5"])["n"] == 123456789012345678901234567890
+    assert meta["tricky.jsonl:4"] == '{"a":1e+16,"b":0.1,"c":-0.0,"d":1e-07,"e":123456789.12345679}'
+    assert "tricky.jsonl:7" in meta  # NaN is read as Python's json reads it
+    texts = dict(zip(fast_kept["source"], fast_kept["text"]))
+    assert texts["tricky.jsonl:6"] == "duplicate keys keep the last"
+    assert texts["tricky.jsonl:18"] == "crlf line"
+    assert line[1] and len(texts) == len(fast_kept)
+
+
+def test_jsonl_lines_longer_than_a_read_block(workdir: Path):
+    """Lines are read in 4 MiB blocks; a record spanning blocks, and a last line with no newline, stay whole."""
+    big = "word " * 1_000_000  # 5 MB
+    path = workdir / "long.jsonl"
+    path.write_text(json.dumps({"text": "short"}) + "\n" + json.dumps({"text": big}) + "\n" + '{"text": "last"}')
+    from curate.io import InputSpec, read_input
+
+    frames = list(read_input(InputSpec(path=str(path)), "long.jsonl", 8 << 20, 100))
+    kept = pl.concat([k for k, _ in frames])
+    assert kept["text"].to_list() == ["short", big, "last"]
+    assert kept["source"].to_list() == ["long.jsonl:1", "long.jsonl:2", "long.jsonl:3"]
