@@ -179,7 +179,7 @@ def test_split_reading_through_the_runner_gives_the_same_records(workdir: Path):
 TRICKY_LINES = [
     b'{"text": "plain ascii", "n": 1}',
     b'{"text": "caf\\u00e9 \\u2028 \\ud83d\\ude00 na\\u00efve", "tags": ["a", {"z": 1, "y": [true, null]}]}',
-    "{\"text\": \"raw UTF-8: caf\u00e9 \u4e2d\u6587 \u0627\u0644\u0639\u0631\u0628\u064a\u0629\"}".encode(),
+    '{"text": "raw UTF-8: caf\u00e9 \u4e2d\u6587 \u0627\u0644\u0639\u0631\u0628\u064a\u0629"}'.encode(),
     b'{"text": "floats", "a": 1e16, "b": 0.1, "c": -0.0, "d": 1e-07, "e": 123456789.123456789}',
     b'{"text": "big int", "n": 123456789012345678901234567890, "m": -99999999999999999999}',
     b'{"text": "first", "text": "duplicate keys keep the last"}',
