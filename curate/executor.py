@@ -115,6 +115,11 @@ class LocalExecutor:
             stop.set()
             slots.release()  # let the feeder see stop
 
+    def start(self) -> None:
+        """Start the pool's processes in the background now, if there will be any."""
+        if self.workers > 1:
+            self._start_pool()
+
     def _start_pool(self) -> None:
         if self._pool is not None:
             return
@@ -242,6 +247,7 @@ def ingest_task(
     max_record_bytes: int,
     shard_size: int,
     byte_range: ByteRange | None = None,
+    compression: str = "zstd",
 ) -> dict[str, Any]:
     """Read one input (or a byte range of it) into parts ``part-<task>-<k>.parquet``; rejects into one file."""
     t0 = time.perf_counter()
@@ -254,7 +260,7 @@ def ingest_task(
         n_in += len(records) + len(rejected)
         if len(records):
             part = f"part-{task:04d}-{len(parts):05d}"
-            write_parquet(records, out / f"{part}.parquet")
+            write_parquet(records, out / f"{part}.parquet", compression)
             parts.append(part)
             kept += len(records)
         if len(rejected):
@@ -267,20 +273,20 @@ def ingest_task(
     return _commit(out, name, stats, {"parts": parts, "input": label})
 
 
-def shard_task(stage: Stage, part: str, in_dir: str, stage_dir: str) -> dict[str, Any]:
+def shard_task(stage: Stage, part: str, in_dir: str, stage_dir: str, compression: str = "zstd") -> dict[str, Any]:
     """Run a batch stage over one part."""
     t0 = time.perf_counter()
     batch = pl.read_parquet(Path(in_dir) / f"{part}.parquet")
     split = set_up(stage).process(batch)
     _check_conservation(stage.name, part, len(batch), split)
-    return _finish(stage, part, Path(stage_dir), len(batch), split, t0)
+    return _finish(stage, part, Path(stage_dir), len(batch), split, t0, compression)
 
 
-def _finish(stage: Stage, part: str, out: Path, n_in: int, split: Split, t0: float) -> dict[str, Any]:
+def _finish(stage: Stage, part: str, out: Path, n_in: int, split: Split, t0: float, compression: str) -> dict[str, Any]:
     rejected = split.rejected
     if len(rejected) and "stage" not in rejected.columns:
         rejected = rejected.with_columns(pl.lit(stage.name).alias("stage"))
-    write_parquet(split.kept, out / f"{part}.parquet")
+    write_parquet(split.kept, out / f"{part}.parquet", compression)
     _write_rejects(out, part, rejected)
     stats = ShardStats(part, n_in, len(split.kept), _reason_counts(rejected), split.modified, split.counters)
     stats.seconds = time.perf_counter() - t0
@@ -307,7 +313,7 @@ def keys_task(stage: GlobalStage, index: int, part: str, in_dir: str, stage_dir:
     return {"part": part, "in": len(batch)}
 
 
-def apply_task(stage: GlobalStage, part: str, in_dir: str, stage_dir: str) -> dict[str, Any]:
+def apply_task(stage: GlobalStage, part: str, in_dir: str, stage_dir: str, compression: str = "zstd") -> dict[str, Any]:
     """Phase 3 of a global stage: reject the rows the global decision named."""
     t0 = time.perf_counter()
     batch = pl.read_parquet(Path(in_dir) / f"{part}.parquet")
@@ -317,7 +323,7 @@ def apply_task(stage: GlobalStage, part: str, in_dir: str, stage_dir: str) -> di
     rejected = with_reason(rejected, stage.name, pl.col("reason"), pl.col("detail"))
     split = Split(kept=batch.filter(~hit), rejected=rejected)
     _check_conservation(stage.name, part, len(batch), split)
-    return _finish(stage, part, Path(stage_dir), len(batch), split, t0)
+    return _finish(stage, part, Path(stage_dir), len(batch), split, t0, compression)
 
 
 def load_done(stage_dir: Path) -> dict[str, dict[str, Any]]:

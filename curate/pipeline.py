@@ -51,7 +51,7 @@ from curate.gate import GateFailed, evaluate, failure_message
 from curate.io import check_input, fingerprint, plan_ranges, write_json, write_jsonl, write_parquet
 from curate.progress import Reporter, make_reporter
 from curate.recipe import Plan
-from curate.registry import Decisions, GlobalStage
+from curate.registry import BUILTIN_STAGE_MODULES, Decisions, GlobalStage
 
 SUCCESS = "_SUCCESS.json"
 _VERSIONED_PACKAGES = ("polars", "pyarrow", "pydantic", "ftfy", "xxhash", "datasets")
@@ -121,11 +121,13 @@ class Runner:
 
     def run(self) -> dict[str, Any]:
         t0 = time.perf_counter()
+        builtin = [type(s).__module__ for s in self.plan.stages if type(s).__module__ in BUILTIN_STAGE_MODULES]
+        preload = tuple(dict.fromkeys([*builtin, *(m for s in self.plan.stages for m in s.preload)]))
         manifest = self.prepare()
-        dirs = self.plan.stage_dirs()
-        self.reporter.run_start(self.recipe.name, self.run_dir, self.workers, manifest["resumed"])
-        preload = tuple(dict.fromkeys(m for s in self.plan.stages for m in s.preload))
         with LocalExecutor(self.workers, self.recipe.plugins, preload) as ex:
+            ex.start()  # the pool's processes start in the background (about a second)
+            dirs = self.plan.stage_dirs()
+            self.reporter.run_start(self.recipe.name, self.run_dir, self.workers, manifest["resumed"])
             parts = self._ingest(ex, self.run_dir / dirs[0])
             for stage, d, prev in zip(self.plan.stages, dirs[1:], dirs):
                 stage_dir = self.run_dir / d
@@ -198,6 +200,7 @@ class Runner:
                         settings.max_record_bytes,
                         settings.shard_size,
                         byte_range,
+                        self._compression(stage_dir),
                     )
                 )
         tasks = [t for t in all_tasks if f"task-{t[2]:04d}" not in done]
@@ -287,13 +290,19 @@ class Runner:
         done = load_done(stage_dir)
         for marker in done.values():
             self.reporter.advance(marker["in"])
-        todo = [(stage, p, str(in_dir), str(stage_dir)) for p in parts if p not in done]
+        codec = self._compression(stage_dir)
+        todo = [(stage, p, str(in_dir), str(stage_dir), codec) for p in parts if p not in done]
         for marker in ex.map(task, todo):
             done[marker["part"]] = marker
             self.reporter.advance(marker["in"])
         return done
 
     # -- bookkeeping ---------------------------------------------------------
+
+    def _compression(self, stage_dir: Path) -> str:
+        """The final stage's parts become output/: they get the output codec; the others, the run's."""
+        last = stage_dir.name == self.plan.stage_dirs()[-1]
+        return self.recipe.output.compression if last else self.recipe.run.compression
 
     def _skip_done(self, name: str, stage_dir: Path) -> bool:
         if (stage_dir / SUCCESS).exists():

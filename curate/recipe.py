@@ -26,6 +26,8 @@ from curate.io import InputSpec
 from curate.registry import Stage, get_stage
 from curate.validate import ValidateSpec
 
+Compression = Literal["lz4", "zstd", "snappy", "uncompressed"]
+
 
 class RunSettings(BaseModel):
     """How the run executes. ``workers`` does not change results, so it can differ on resume."""
@@ -40,6 +42,10 @@ class RunSettings(BaseModel):
     """Records larger than this are rejected at ingest as ``too_large``."""
     split_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     """Uncompressed JSONL files larger than this are read in parallel, in ranges of about this size."""
+    compression: Compression = "lz4"
+    """Codec of the Parquet parts one stage hands to the next (the final parts use
+    ``output.compression``). lz4 writes 3x faster than zstd at about half its ratio on text;
+    zstd saves disk on large runs, uncompressed is fastest."""
 
 
 class OutputSpec(BaseModel):
@@ -49,6 +55,8 @@ class OutputSpec(BaseModel):
     """Run directory (default: runs/<name>)."""
     format: Literal["parquet", "jsonl"] = "parquet"
     """Format of the final records written to <run_dir>/output/."""
+    compression: Compression = "zstd"
+    """Codec of the final Parquet parts (output/ and the last stage's parts)."""
 
 
 class Recipe(BaseModel):

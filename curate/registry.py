@@ -17,17 +17,25 @@ from pydantic import BaseModel, ConfigDict
 
 from curate.errors import RecipeError, did_you_mean
 
-# Modules holding the built-in stages; imported on first registry lookup so
-# `import curate` stays cheap.
-BUILTIN_STAGE_MODULES = (
-    "curate.stages.normalize",
-    "curate.stages.quality",
-    "curate.stages.dedup",
-    "curate.stages.semantic",
-    "curate.stages.pii",
-    "curate.stages.rewrite",
-    "curate.stages.format",
-)
+# Where each built-in stage lives: a recipe imports only the modules of the stages it names
+# (a test checks this table against what the modules register).
+BUILTIN_STAGES = {
+    "normalize": "curate.stages.normalize",
+    "filter.length": "curate.stages.quality",
+    "quality.heuristics": "curate.stages.quality",
+    "quality.language": "curate.stages.quality",
+    "quality.instruction": "curate.stages.quality",
+    "dedup.exact": "curate.stages.dedup",
+    "dedup.minhash": "curate.stages.dedup",
+    "dedup.semantic": "curate.stages.semantic",
+    "pii.scrub": "curate.stages.pii",
+    "rewrite.lexicon": "curate.stages.rewrite",
+    "format.instruction": "curate.stages.format",
+    "format.chat": "curate.stages.format",
+    "format.completion": "curate.stages.format",
+    "format.style_pairs": "curate.stages.format",
+}
+BUILTIN_STAGE_MODULES = tuple(dict.fromkeys(BUILTIN_STAGES.values()))
 
 _REGISTRY: dict[str, type[Stage]] = {}
 _builtins_loaded = False
@@ -139,7 +147,11 @@ def registered() -> dict[str, type[Stage]]:
 
 
 def get_stage(name: str) -> type[Stage]:
-    _load_builtins()
+    if name not in _REGISTRY:
+        if name in BUILTIN_STAGES:
+            importlib.import_module(BUILTIN_STAGES[name])
+        else:
+            _load_builtins()  # for the "did you mean" list
     try:
         return _REGISTRY[name]
     except KeyError:

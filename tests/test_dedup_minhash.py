@@ -112,6 +112,10 @@ def test_sorted_unique_sets_equal_numpy_unique():
     values, off = minhash.sorted_unique_sets(hashes, doc_off)
     for d in range(len(counts)):
         np.testing.assert_array_equal(values[off[d] : off[d + 1]], np.unique(hashes[doc_off[d] : doc_off[d + 1]]))
+    for threads in (2, 3, 7):  # decide() splits the documents over threads
+        split_values, split_off = minhash.sorted_unique_sets_threaded(hashes, doc_off, threads)
+        np.testing.assert_array_equal(split_values, values)
+        np.testing.assert_array_equal(split_off, off)
 
 
 @pytest.mark.parametrize("threshold", [0.5, 0.7, 0.8, 0.9, 0.95])

@@ -254,3 +254,29 @@ def test_jsonl_lines_longer_than_a_read_block(workdir: Path):
     kept = pl.concat([k for k, _ in frames])
     assert kept["text"].to_list() == ["short", big, "last"]
     assert kept["source"].to_list() == ["long.jsonl:1", "long.jsonl:2", "long.jsonl:3"]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_range_planning_does_not_depend_on_the_scan_block(workdir: Path, monkeypatch: pytest.MonkeyPatch, seed: int):
+    """plan_ranges scans in blocks: boundaries and line numbers must not move when lines straddle blocks."""
+    import random
+
+    import curate.io
+    from curate.io import InputSpec, plan_ranges
+
+    rng = random.Random(seed)
+    lines = [b"x" * rng.choice([0, 1, 5, 30, 200, 5000]) for _ in range(400)]
+    data = b"\n".join(lines) + rng.choice([b"", b"\n", b"\n\n"])
+    (workdir / "f.jsonl").write_bytes(data)
+    spec = InputSpec(path="f.jsonl")
+    found = {}
+    for block in (7, 64, 1000, 1 << 22):
+        monkeypatch.setattr(curate.io, "_SCAN_BLOCK", block)
+        found[block] = plan_ranges(spec, 4096)
+    assert all(r == found[1 << 22] for r in found.values())
+    ranges = found[1 << 22]
+    assert len(ranges) > 3 and ranges[0].start == 0 and ranges[-1].end == len(data)
+    for r, nxt in zip(ranges, ranges[1:]):
+        assert r.end == nxt.start and data[nxt.start - 1 : nxt.start] == b"\n"
+    for r in ranges:
+        assert r.first_line == data[: r.start].count(b"\n") + 1

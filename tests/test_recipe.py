@@ -125,3 +125,11 @@ def test_shipped_train_configs_are_valid():
     assert configs
     for path in configs:
         assert load_config(path).method
+
+
+def test_builtin_stage_table_matches_what_the_modules_register():
+    """Recipes import only the modules of the stages they name, through registry.BUILTIN_STAGES."""
+    from curate.registry import BUILTIN_STAGES, registered
+
+    found = {name: cls.__module__ for name, cls in registered().items() if cls.__module__.startswith("curate.")}
+    assert found == BUILTIN_STAGES

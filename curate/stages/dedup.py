@@ -247,7 +247,7 @@ class MinHashDedup(GlobalStage):
         if not len(nodes):
             return np.zeros(0, np.uint32), np.zeros(1, np.int64)
         data, offsets = read_binary_column(keys, "shingles", nodes)
-        return minhash.sorted_unique_sets(data.view(np.uint32), offsets // 4)
+        return minhash.sorted_unique_sets_threaded(data.view(np.uint32), offsets // 4, os.cpu_count() or 1)
 
     def _clusters(
         self, base: pl.DataFrame, labels: np.ndarray, nodes: np.ndarray, sets: np.ndarray, set_off: np.ndarray
