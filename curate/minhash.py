@@ -197,7 +197,7 @@ def _read32(data, p):
     )
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, inline="always")
 def xxh32(data, start, end, seed):
     """xxHash32 of data[start:end]; equals xxhash.xxh32_intdigest(bytes, seed)."""
     n = end - start

@@ -127,6 +127,7 @@ class Runner:
         with LocalExecutor(self.workers, self.recipe.plugins, preload) as ex:
             ex.start()  # the pool's processes start in the background (about a second)
             dirs = self.plan.stage_dirs()
+            self._warm_up_global_stages(dirs)
             self.reporter.run_start(self.recipe.name, self.run_dir, self.workers, manifest["resumed"])
             parts = self._ingest(ex, self.run_dir / dirs[0])
             for stage, d, prev in zip(self.plan.stages, dirs[1:], dirs):
@@ -148,6 +149,17 @@ class Runner:
         if self.recipe.train is not None:  # only ever after the gate passed
             stats["train"] = self._train()
         return stats
+
+    def _warm_up_global_stages(self, dirs: list[str]) -> None:
+        """Set up the unfinished global stages in the main process now, in background threads.
+
+        The main process runs their decide() and its share of their tasks; set-up (compiled
+        kernels: a quarter second of numba start-up; models) then overlaps ingest and the
+        earlier stages instead of delaying the stage itself. set_up() is idempotent and locked.
+        """
+        for stage, d in zip(self.plan.stages, dirs[1:]):
+            if isinstance(stage, GlobalStage) and not (self.run_dir / d / SUCCESS).exists():
+                threading.Thread(target=set_up, args=(stage,), daemon=True, name=f"curate-setup-{stage.name}").start()
 
     def _train(self) -> dict[str, Any]:
         from curate.recipe import train_config
@@ -239,8 +251,7 @@ class Runner:
         keys_dir = stage_dir / KEYS
         (keys_dir / DONE).mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        # The main process waits while workers compute keys: load the stage's
-        # resources for decide() meanwhile (e.g. compiled kernels) instead of after.
+        # Normally set up already (_warm_up_global_stages); if not, finish it while workers compute keys.
         warmup = threading.Thread(target=set_up, args=(stage,), daemon=True)
         warmup.start()
         self.reporter.stage_start(stage.name, total=self._expected_in(), phase="keys")

@@ -1,4 +1,8 @@
-"""Deduplication stages. Global stages: a per-shard key map, then one reduce over keys."""
+"""Deduplication stages. Global stages: a per-shard key map, then one reduce over keys.
+
+curate.minhash (numba) is imported where it is used, not here: validating a recipe or
+starting the CLI does not pay numba's 0.2 s import; a run loads it in the background.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,6 @@ import polars as pl
 import xxhash
 from pydantic import Field, model_validator
 
-from curate import minhash
 from curate.errors import RecipeError
 from curate.io import binary_column, read_binary_column
 from curate.registry import Decisions, GlobalStage, stage
@@ -144,6 +147,8 @@ class MinHashDedup(GlobalStage):
 
     def setup(self) -> None:
         """Load the compiled kernels and the character table (once per process)."""
+        from curate import minhash
+
         minhash.warmup()
 
     @property
@@ -158,6 +163,8 @@ class MinHashDedup(GlobalStage):
     def keys(self, batch: pl.DataFrame) -> pl.DataFrame:
         """Band keys per record, plus its shingle hashes (4 bytes a shingle) for the exact-Jaccard
         check: decide() reads those back for candidate records only, instead of their text."""
+        from curate import minhash
+
         sig, hashes, doc_off = minhash.signatures_and_shingles(
             batch["text"], self.num_perm, self.seed, self.ngram, self.shingle, self.hash, self.lowercase
         )
@@ -175,6 +182,8 @@ class MinHashDedup(GlobalStage):
         return pl.DataFrame(cols)
 
     def decide(self, keys: pl.LazyFrame, records: pl.LazyFrame) -> Decisions:
+        from curate import minhash
+
         b, r = self.band_rows
         base = keys.select(["_order", "id", "n_shingles"] + (["rank"] if self.keep != "first" else [])).collect()
         n = len(base)
@@ -230,6 +239,8 @@ class MinHashDedup(GlobalStage):
         Under the memory budget all band columns are loaded at once; over it,
         one column (one band) is read from the key files at a time.
         """
+        from curate import minhash
+
         nodes = np.flatnonzero(eligible).astype(np.int64)
         if spill:
             found = [minhash.bucket_edges(keys.select(c).collect()[c].to_numpy()[nodes], nodes) for c in band_cols]
@@ -246,6 +257,8 @@ class MinHashDedup(GlobalStage):
     def _shingle_sets(self, keys: pl.LazyFrame, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not len(nodes):
             return np.zeros(0, np.uint32), np.zeros(1, np.int64)
+        from curate import minhash
+
         data, offsets = read_binary_column(keys, "shingles", nodes)
         return minhash.sorted_unique_sets_threaded(data.view(np.uint32), offsets // 4, os.cpu_count() or 1)
 
@@ -254,6 +267,8 @@ class MinHashDedup(GlobalStage):
     ) -> pl.DataFrame:
         """One row per record in a cluster of 2+: its cluster (the kept id), whether it is kept, and
         its exact shingle Jaccard with the kept record."""
+        from curate import minhash
+
         frame = cluster_members(base, labels, self.keep)
         mine = np.searchsorted(nodes, frame["node"].to_numpy())
         theirs = np.searchsorted(nodes, frame["winner"].to_numpy())
@@ -304,6 +319,8 @@ def cluster_rejects(clusters: pl.DataFrame, reason: str, detail: str) -> pl.Data
 
 @functools.lru_cache(maxsize=64)
 def _cached_optimal_bands(threshold: float, num_perm: int, fp_weight: float) -> tuple[int, int]:
+    from curate import minhash
+
     return minhash.optimal_bands(threshold, num_perm, fp_weight, 1.0 - fp_weight)
 
 

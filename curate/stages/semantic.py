@@ -8,7 +8,6 @@ import numpy as np
 import polars as pl
 from pydantic import Field, model_validator
 
-from curate import minhash
 from curate.embed import OFFLINE_MINILM, check_encoder, encode
 from curate.io import binary_column, read_binary_column
 from curate.registry import Decisions, GlobalStage, stage
@@ -83,6 +82,8 @@ class SemanticDedup(GlobalStage):
         n = len(base)
         buckets = _kmeans(emb, max(1, round(n / self.bucket_size)), self.kmeans_iterations, self.seed)
         u, v = _similar_pairs(emb, buckets, self.threshold)
+        from curate import minhash
+
         labels = minhash.connected_components(n, u, v) if n else np.zeros(0, np.int64)
         frame = cluster_members(base, labels, self.keep)
         mine, theirs = frame["node"].to_numpy(), frame["winner"].to_numpy()
