@@ -68,6 +68,29 @@ def test_run_directory_layout(workdir: Path):
     assert set(norm) >= {"in", "kept", "rejected", "rejected_by_reason", "modified", "seconds", "records_per_s"}
 
 
+def _codecs(folder: Path) -> set[str]:
+    import pyarrow.parquet as pq
+
+    meta = [pq.ParquetFile(p).metadata for p in folder.glob("part-*.parquet")]
+    return {m.row_group(0).column(0).compression.lower() for m in meta if m.num_row_groups}  # empty parts have none
+
+
+@pytest.mark.parametrize(
+    "settings, between, final",
+    [({}, "lz4", "zstd"), ({"run": {"compression": "zstd"}, "output": {"compression": "snappy"}}, "zstd", "snappy")],
+)
+def test_parts_between_stages_and_final_parts_use_their_own_codec(workdir: Path, settings, between, final):
+    run({"input": corpus(workdir), "stages": ["normalize", "dedup.exact"], **settings})
+    rd = Path("runs/t")
+    assert _codecs(rd / "00_ingest") == _codecs(rd / "01_normalize") == {between}
+    assert _codecs(rd / "02_dedup.exact") == _codecs(rd / "output") == {final}
+
+
+def test_without_stages_the_ingest_parts_are_the_output(workdir: Path):
+    run({"input": corpus(workdir), "output": {"compression": "uncompressed"}})
+    assert _codecs(Path("runs/t/00_ingest")) == _codecs(Path("runs/t/output")) == {"uncompressed"}
+
+
 def test_stage_in_equals_previous_kept_and_in_equals_kept_plus_rejected(workdir: Path):
     stats = run({"input": corpus(workdir), "stages": STAGES, "run": {"workers": 1, "shard_size": 64}})
     prev = None
