@@ -365,7 +365,8 @@ class ByteRange:
     first_line: int
 
 
-_SCAN_BLOCK = 1 << 22
+# Files are read in blocks of this size (ranges planned, lines split)
+_BLOCK = 1 << 22
 
 
 def plan_ranges(spec: InputSpec, split_bytes: int) -> list[ByteRange] | None:
@@ -382,7 +383,7 @@ def plan_ranges(spec: InputSpec, split_bytes: int) -> list[ByteRange] | None:
     if size <= split_bytes:
         return None
     starts, lines_before = [0], [0]
-    buf = bytearray(_SCAN_BLOCK)  # one buffer, reused: a fresh 32 MB read per range cost 3x more
+    buf = bytearray(_BLOCK)  # one buffer, reused: a fresh 32 MB read per range cost 3x more
     newlines = pos = 0
     target = split_bytes
     with open(path, "rb", buffering=0) as fh:
@@ -487,9 +488,6 @@ def _read_jsonl(
         except (EOFError, OSError) as e:  # truncated or corrupt compressed stream
             c.reject(f"{label}:{lineno + 1}", "", "unreadable", f"stream broke off after line {lineno}: {e}")
     yield c.flush()
-
-
-_BLOCK = 1 << 22
 
 
 def _lines(fh: io.BufferedIOBase, size: int = -1) -> Iterator[bytes]:

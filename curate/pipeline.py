@@ -159,7 +159,7 @@ class Runner:
         """
         for stage, d in zip(self.plan.stages, dirs[1:]):
             if isinstance(stage, GlobalStage) and not (self.run_dir / d / SUCCESS).exists():
-                threading.Thread(target=set_up, args=(stage,), daemon=True, name=f"curate-setup-{stage.name}").start()
+                threading.Thread(target=_warm_up, args=(stage,), daemon=True, name=f"curate-setup-{stage.name}").start()
 
     def _train(self) -> dict[str, Any]:
         from curate.recipe import train_config
@@ -251,16 +251,12 @@ class Runner:
         keys_dir = stage_dir / KEYS
         (keys_dir / DONE).mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        # Normally set up already (_warm_up_global_stages); if not, finish it while workers compute keys.
-        warmup = threading.Thread(target=set_up, args=(stage,), daemon=True)
-        warmup.start()
         self.reporter.stage_start(stage.name, total=self._expected_in(), phase="keys")
         keyed = set(load_done(keys_dir))
         todo = [(stage, i, p, str(in_dir), str(stage_dir)) for i, p in enumerate(parts) if p not in keyed]
         for marker in ex.map(keys_task, todo):
             self.reporter.advance(marker["in"])
         t_keys = time.perf_counter() - t0
-        warmup.join()
 
         decisions_path = stage_dir / DECISIONS
         decide_stats_path = stage_dir / "_decisions.json"
@@ -427,6 +423,13 @@ class Runner:
                     shutil.copyfile(src, tmp / src.name)
         shutil.rmtree(out, ignore_errors=True)
         os.replace(tmp, out)
+
+
+def _warm_up(stage: GlobalStage) -> None:
+    try:
+        set_up(stage)
+    except Exception:  # not lost: the stage's first task sets up again and raises it there
+        pass
 
 
 def _remove_scratch(stage_dir: Path) -> None:

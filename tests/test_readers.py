@@ -271,7 +271,7 @@ def test_range_planning_does_not_depend_on_the_scan_block(workdir: Path, monkeyp
     spec = InputSpec(path="f.jsonl")
     found = {}
     for block in (7, 64, 1000, 1 << 22):
-        monkeypatch.setattr(curate.io, "_SCAN_BLOCK", block)
+        monkeypatch.setattr(curate.io, "_BLOCK", block)
         found[block] = plan_ranges(spec, 4096)
     assert all(r == found[1 << 22] for r in found.values())
     ranges = found[1 << 22]
