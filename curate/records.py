@@ -71,7 +71,7 @@ def encode_meta(fields: dict[str, Any]) -> str:
             return _META_ENCODER.encode(fields)
     try:
         return _FAST_META.encode(fields).decode()
-    except UnicodeEncodeError:  # a lone surrogate escape read by the json module
+    except UnicodeEncodeError:  # a str holding a lone surrogate: json.dumps writes it, msgspec refuses
         return _META_ENCODER.encode(fields)
 
 
