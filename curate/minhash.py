@@ -41,13 +41,8 @@ import polars as pl
 from curate.io import column_buffers
 
 MAX32 = np.uint32(0xFFFFFFFF)
-# Typed constants: numba turns uint64-with-int64 arithmetic into float64.
-_M32 = np.uint64(0xFFFFFFFF)
-_P1, _P2, _P3, _P4, _P5 = (np.uint64(p) for p in (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F, 0x165667B1))
-_U = [np.uint64(i) for i in range(33)]
-_S1, _S7, _S8, _S11, _S12, _S13, _S15, _S16, _S17, _S18, _S24 = (
-    _U[i] for i in (1, 7, 8, 11, 12, 13, 15, 16, 17, 18, 24)
-)
+# xxh32 primes, typed: numba would turn uint32-with-int64 arithmetic into int64 or float64.
+_P1, _P2, _P3, _P4, _P5 = (np.uint32(p) for p in (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F, 0x165667B1))
 
 Shingle = Literal["word", "char"]
 
@@ -184,53 +179,69 @@ def _simpson(y: np.ndarray, x: np.ndarray) -> float:
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def _rotl32(x, r):
-    return ((x << np.uint64(r)) | (x >> np.uint64(32 - r))) & _M32
+    return np.uint32((x << np.uint32(r)) | (x >> np.uint32(32 - r)))
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _read32(data, p):
-    return (
-        np.uint64(data[p])
-        | (np.uint64(data[p + 1]) << _S8)
-        | (np.uint64(data[p + 2]) << _S16)
-        | (np.uint64(data[p + 3]) << _S24)
-    )
+def _round(acc, word, prime_in, rot, prime_out):
+    return np.uint32(_rotl32(np.uint32(acc + np.uint32(word * prime_in)), rot) * prime_out)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def xxh32(data, start, end, seed):
-    """xxHash32 of data[start:end]; equals xxhash.xxh32_intdigest(bytes, seed)."""
+def fill_words(data, length, words):
+    """``words[p]`` = the 4 bytes ``data[p:p + 4]`` as a little-endian uint32, for p < length.
+
+    ``data`` must have 3 readable bytes past ``length``. A shingle hash then
+    reads each 4-byte step with one load instead of four loads and shifts;
+    worth it because every byte of a text sits in ``ngram`` overlapping
+    shingles (20% off word 5-gram hashing).
+    """
+    for p in range(length):
+        words[p] = (
+            np.uint32(data[p])
+            | (np.uint32(data[p + 1]) << np.uint32(8))
+            | (np.uint32(data[p + 2]) << np.uint32(16))
+            | (np.uint32(data[p + 3]) << np.uint32(24))
+        )
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def xxh32(data, words, start, end, seed):
+    """xxHash32 of data[start:end]; equals xxhash.xxh32_intdigest(bytes, seed).
+
+    ``words`` is :func:`fill_words` of ``data`` (covering at least ``end``).
+    """
     n = end - start
     p = start
-    seed = np.uint64(seed)
+    seed = np.uint32(seed)
     if n >= 16:
-        v1 = (seed + _P1 + _P2) & _M32
-        v2 = (seed + _P2) & _M32
+        v1 = np.uint32(seed + _P1 + _P2)
+        v2 = np.uint32(seed + _P2)
         v3 = seed
-        v4 = (seed - _P1) & _M32
+        v4 = np.uint32(seed - _P1)
         limit = end - 16
         while p <= limit:
-            v1 = (_rotl32((v1 + _read32(data, p) * _P2) & _M32, 13) * _P1) & _M32
-            v2 = (_rotl32((v2 + _read32(data, p + 4) * _P2) & _M32, 13) * _P1) & _M32
-            v3 = (_rotl32((v3 + _read32(data, p + 8) * _P2) & _M32, 13) * _P1) & _M32
-            v4 = (_rotl32((v4 + _read32(data, p + 12) * _P2) & _M32, 13) * _P1) & _M32
+            v1 = _round(v1, words[p], _P2, 13, _P1)
+            v2 = _round(v2, words[p + 4], _P2, 13, _P1)
+            v3 = _round(v3, words[p + 8], _P2, 13, _P1)
+            v4 = _round(v4, words[p + 12], _P2, 13, _P1)
             p += 16
-        h = (_rotl32(v1, 1) + _rotl32(v2, 7) + _rotl32(v3, 12) + _rotl32(v4, 18)) & _M32
+        h = np.uint32(_rotl32(v1, 1) + _rotl32(v2, 7) + _rotl32(v3, 12) + _rotl32(v4, 18))
     else:
-        h = (seed + _P5) & _M32
-    h = (h + np.uint64(n)) & _M32
+        h = np.uint32(seed + _P5)
+    h = np.uint32(h + np.uint32(n))
     while p + 4 <= end:
-        h = (_rotl32((h + _read32(data, p) * _P3) & _M32, 17) * _P4) & _M32
+        h = _round(h, words[p], _P3, 17, _P4)
         p += 4
     while p < end:
-        h = (_rotl32((h + np.uint64(data[p]) * _P5) & _M32, 11) * _P1) & _M32
+        h = _round(h, np.uint32(data[p]), _P5, 11, _P1)
         p += 1
-    h ^= h >> _S15
-    h = (h * _P2) & _M32
-    h ^= h >> _S13
-    h = (h * _P3) & _M32
-    h ^= h >> _S16
-    return np.uint32(h)
+    h ^= h >> np.uint32(15)
+    h = np.uint32(h * _P2)
+    h ^= h >> np.uint32(13)
+    h = np.uint32(h * _P3)
+    h ^= h >> np.uint32(16)
+    return h
 
 
 @nb.njit(cache=True, nogil=True)
@@ -306,7 +317,8 @@ def shingle_hashes(data, offsets, table, char_mode, ngram):
     max_len = 0
     for d in range(n_docs):
         max_len = max(max_len, offsets[d + 1] - offsets[d])
-    buf = np.empty(2 * max_len + 1, np.uint8)  # a space can follow every standalone character
+    buf = np.zeros(2 * max_len + 4, np.uint8)  # a space can follow every standalone character; 3 bytes pad
+    words = np.empty(2 * max_len + 1, np.uint32)
     bounds = np.empty(2 * max_len + 2, np.int64)
     out = np.empty(max(16, (offsets[n_docs] - offsets[0]) // 2 + n_docs), np.uint32)
     doc_off = np.zeros(n_docs + 1, np.int64)
@@ -316,16 +328,17 @@ def shingle_hashes(data, offsets, table, char_mode, ngram):
         length, units = _normalize(data, offsets[d], offsets[d + 1], table, buf, bounds)
         if char_mode:
             units = _char_bounds(buf, length, bounds)
+        fill_words(buf, length, words)
         count = 0 if units == 0 else (1 if units < ngram else units - ngram + 1)
         if k + count > len(out):
             grown = np.empty(max(2 * len(out), k + count), np.uint32)
             grown[:k] = out[:k]
             out = grown
         if count == 1 and units < ngram:
-            out[k] = xxh32(buf, 0, length, 0)
+            out[k] = xxh32(buf, words, 0, length, 0)
         else:
             for i in range(count):
-                out[k + i] = xxh32(buf, bounds[i], bounds[i + ngram] - gap, 0)
+                out[k + i] = xxh32(buf, words, bounds[i], bounds[i + ngram] - gap, 0)
         k += count
         doc_off[d + 1] = k
     return out[:k], doc_off

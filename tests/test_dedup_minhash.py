@@ -62,10 +62,15 @@ def test_signatures_equal_datasketch(shingle: str, hash_name: str, seed: int):
         np.testing.assert_array_equal(m.hashvalues, sig[i], err_msg=f"doc {i} {text[:20]!r}")
 
 
-def test_xxh32_kernel_equals_xxhash():
-    data = np.frombuffer(("héllo wörld 東京 " * 20).encode(), np.uint8)
+@pytest.mark.parametrize("seed", [0, 7, 2**32 - 1])
+def test_xxh32_kernel_equals_xxhash(seed: int):
+    text = ("héllo wörld 東京 " * 20).encode()
+    data = np.frombuffer(text + b"\0\0\0", np.uint8)  # fill_words reads 3 bytes past the end
+    words = np.zeros(len(text), np.uint32)
+    minhash.fill_words(data, len(text), words)
     for length in range(0, 70):
-        assert minhash.xxh32(data, 3, 3 + length, 0) == xxhash.xxh32_intdigest(bytes(data[3 : 3 + length]))
+        got = minhash.xxh32(data, words, 3, 3 + length, seed)
+        assert got == xxhash.xxh32_intdigest(bytes(data[3 : 3 + length]), seed)
 
 
 def test_shingle_hashes_round_trip_through_the_keys_column(tmp_path: Path):
