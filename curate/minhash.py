@@ -26,11 +26,14 @@ the kernel and the pure-Python reference (:func:`shingles`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import math
 import struct
+import sys
 import unicodedata
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -546,10 +549,36 @@ def warmup_kernels() -> None:
     """
     data = np.frombuffer(b"warm up the kernels", np.uint8)
     offsets = np.array([0, len(data)], np.int64)
-    hashes, doc_off = shingle_hashes(data, offsets, char_classes(), False, 2)
+    with _no_blas_probe():
+        hashes, doc_off = shingle_hashes(data, offsets, char_classes(), False, 2)
     a, b = permutations(2, 1)
     sig = minhash_signatures(hashes, doc_off, a, b)
     band_hashes(sig, 1, 2)
+
+
+_BLAS_PROBE = "scipy.linalg.cython_blas"
+
+
+@contextlib.contextmanager
+def _no_blas_probe() -> Iterator[None]:
+    """Skip numba's BLAS probe while its CPU target loads.
+
+    numba's first compile in a process imports scipy.linalg (0.1-0.2 s,
+    most of a worker's kernel start-up) only to learn whether its
+    ``np.correlate`` / ``np.convolve`` may call BLAS; no curate kernel uses
+    them. The import is made to fail fast while the target loads, so in
+    this process those two fall back to numba's own loop (same results).
+    Nothing changes when scipy is already imported or numba already loaded.
+    """
+    if _BLAS_PROBE in sys.modules:
+        yield
+        return
+    sys.modules[_BLAS_PROBE] = None  # type: ignore[assignment]  # import now raises ImportError
+    try:
+        yield
+    finally:
+        if sys.modules.get(_BLAS_PROBE, ...) is None:
+            del sys.modules[_BLAS_PROBE]
 
 
 def warmup() -> None:

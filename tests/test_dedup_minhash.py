@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import datasketch
@@ -71,6 +73,24 @@ def test_xxh32_kernel_equals_xxhash(seed: int):
     for length in range(0, 70):
         got = minhash.xxh32(data, words, 3, 3 + length, seed)
         assert got == xxhash.xxh32_intdigest(bytes(data[3 : 3 + length]), seed)
+
+
+def test_kernel_start_up_skips_the_blas_probe_and_leaves_imports_working():
+    """warmup_kernels() loads numba without scipy.linalg (its BLAS probe is skipped) and leaves
+    nothing behind: scipy imports afterwards, and numba's np.convolve still compiles and agrees."""
+    code = (
+        "import sys, numpy as np, numba\n"
+        "from curate import minhash\n"
+        "minhash.warmup_kernels()\n"
+        "assert 'scipy.linalg' not in sys.modules, 'numba imported scipy.linalg'\n"
+        "assert 'scipy.linalg.cython_blas' not in sys.modules\n"
+        "import scipy.linalg.cython_blas\n"
+        "f = numba.njit(lambda a, b: np.convolve(a, b))\n"
+        "a, b = np.arange(5.0), np.array([1.0, -2.0, 0.5])\n"
+        "assert np.allclose(f(a, b), np.convolve(a, b))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 def test_shingle_hashes_round_trip_through_the_keys_column(tmp_path: Path):
