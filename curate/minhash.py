@@ -34,7 +34,6 @@ import struct
 import sys
 import unicodedata
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import numba as nb
@@ -387,85 +386,77 @@ def band_hashes(sig, bands, rows):
 
 
 @nb.njit(cache=True, nogil=True)
-def sorted_unique_sets(hashes, doc_off):
-    """Each document's shingle hashes sorted and deduplicated: (values, per-document offsets).
-
-    Serial on purpose: numba's parallel layer here is OpenMP, whose global
-    thread state it shares with torch in the same process.
-    """
-    n = len(doc_off) - 1
-    out = np.empty(len(hashes), np.uint32)
-    out_off = np.zeros(n + 1, np.int64)
-    k = 0
-    for d in range(n):
-        seg = np.sort(hashes[doc_off[d] : doc_off[d + 1]])
-        for i in range(len(seg)):
-            if i == 0 or seg[i] != seg[i - 1]:
-                out[k] = seg[i]
-                k += 1
-        out_off[d + 1] = k
-    return out[:k], out_off
-
-
-def sorted_unique_sets_threaded(hashes: np.ndarray, doc_off: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`sorted_unique_sets` over ``threads`` slices of the documents at once (the kernel
-    releases the GIL); the result is the same."""
-    n = len(doc_off) - 1
-    if threads <= 1 or n < 2 * threads:
-        return sorted_unique_sets(hashes, doc_off)
-    cuts = np.linspace(0, n, threads + 1).astype(np.int64)
-
-    def part(i: int) -> tuple[np.ndarray, np.ndarray]:
-        lo, hi = cuts[i], cuts[i + 1]
-        return sorted_unique_sets(hashes[doc_off[lo] : doc_off[hi]], doc_off[lo : hi + 1] - doc_off[lo])
-
-    with ThreadPoolExecutor(threads) as pool:
-        parts = list(pool.map(part, range(threads)))
-    sizes = np.array([0] + [p[1][-1] for p in parts], np.int64)
-    shift = np.cumsum(sizes)[:-1]
-    offsets = np.concatenate([parts[0][1][:1]] + [p[1][1:] + s for p, s in zip(parts, shift)])
-    return np.concatenate([p[0] for p in parts]), offsets
-
-
-def bucket_edges(band_keys: np.ndarray, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def bucket_edges(band_keys, nodes):
     """Star edges of one band: for each bucket of equal keys, (first node, every other node).
 
-    ``nodes`` must be ascending, so the stable sort keeps each bucket in
-    input order and its first node is the smallest.
+    One pass with an open-addressing table (the keys are already mixed
+    64-bit hashes, so their low bits pick the slot): a node whose key is
+    new roots its bucket; a later node with the same key gets an edge to
+    that root. ``nodes`` ascending, so each root is its bucket's smallest.
     """
-    if len(band_keys) < 2:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    order = np.argsort(band_keys, kind="stable")
-    sorted_keys = band_keys[order]
-    sorted_nodes = nodes[order]
-    starts = np.empty(len(order), bool)
-    starts[0] = True
-    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=starts[1:])
-    first = np.flatnonzero(starts)
-    root = sorted_nodes[first[np.cumsum(starts) - 1]]
-    member = ~starts
-    return root[member], sorted_nodes[member]
+    n = len(band_keys)
+    size = 16
+    while size < 2 * n:
+        size *= 2
+    mask = size - 1
+    slot_key = np.empty(size, np.uint64)
+    slot_node = np.full(size, -1, np.int64)
+    roots = np.empty(n, np.int64)
+    members = np.empty(n, np.int64)
+    m = 0
+    for i in range(n):
+        key = band_keys[i]
+        j = np.int64(key & np.uint64(mask))
+        while slot_node[j] >= 0 and slot_key[j] != key:
+            j = (j + 1) & mask
+        if slot_node[j] < 0:
+            slot_key[j] = key
+            slot_node[j] = nodes[i]
+        else:
+            roots[m] = slot_node[j]
+            members[m] = nodes[i]
+            m += 1
+    return roots[:m], members[:m]
 
 
 @nb.njit(cache=True, nogil=True)
-def pair_jaccard(sorted_sets, set_off, u, v):
-    """Exact Jaccard of shingle-hash sets (each sorted and unique) for pairs (u[i], v[i])."""
+def pair_jaccard(hashes, off, u, v):
+    """Exact Jaccard of the shingle-hash sets of documents u[i] and v[i] (1.0 when both are empty).
+
+    ``hashes[off[d]:off[d + 1]]`` are document d's shingle hashes, in any
+    order and with repeats. Each pair is counted in one scratch hash table
+    (slots stamped with the pair number, so it is never cleared): no
+    per-document sort.
+    """
+    longest = 0
+    for i in range(len(u)):
+        longest = max(longest, off[u[i] + 1] - off[u[i]] + off[v[i] + 1] - off[v[i]])
+    size = 16
+    while size < 2 * longest:
+        size *= 2
+    mask = np.uint32(size - 1)
+    slot_hash = np.empty(size, np.uint32)
+    slot_stamp = np.zeros(size, np.int64)
+    slot_side = np.zeros(size, np.uint8)  # 1: seen in u, 2: only in v, 3: in both
     out = np.empty(len(u), np.float32)
     for i in range(len(u)):
-        a0, a1 = set_off[u[i]], set_off[u[i] + 1]
-        b0, b1 = set_off[v[i]], set_off[v[i] + 1]
+        stamp = i + 1
         inter = 0
-        while a0 < a1 and b0 < b1:
-            x, y = sorted_sets[a0], sorted_sets[b0]
-            if x == y:
-                inter += 1
-                a0 += 1
-                b0 += 1
-            elif x < y:
-                a0 += 1
-            else:
-                b0 += 1
-        union = (set_off[u[i] + 1] - set_off[u[i]]) + (set_off[v[i] + 1] - set_off[v[i]]) - inter
+        union = 0
+        for side, d in ((1, u[i]), (2, v[i])):
+            for k in range(off[d], off[d + 1]):
+                h = hashes[k]
+                j = np.uint32(h * np.uint32(0x9E3779B1)) & mask
+                while slot_stamp[j] == stamp and slot_hash[j] != h:
+                    j = (j + np.uint32(1)) & mask
+                if slot_stamp[j] != stamp:
+                    slot_stamp[j] = stamp
+                    slot_hash[j] = h
+                    slot_side[j] = side
+                    union += 1
+                elif side == 2 and slot_side[j] == 1:
+                    slot_side[j] = 3
+                    inter += 1
         out[i] = inter / union if union > 0 else 1.0
     return out
 
@@ -586,6 +577,6 @@ def warmup() -> None:
     side of a batch, and the global-phase kernels."""
     warmup_kernels()
     _, hashes, doc_off = signatures_and_shingles(pl.Series(["warm up the kernels"]), num_perm=2)
-    sets, off = sorted_unique_sets(hashes, doc_off)
-    pair_jaccard(sets, off, np.array([0]), np.array([0]))
+    pair_jaccard(hashes, doc_off, np.array([0]), np.array([0]))
+    bucket_edges(np.zeros(2, np.uint64), np.arange(2))
     connected_components(2, np.array([0]), np.array([1]))

@@ -128,19 +128,40 @@ def test_binary_key_columns_are_stored_beside_the_keys_and_read_back_by_row(tmp_
     assert got == [bytes([1, 3]) * 3, bytes([0, 1]), bytes([0, 5]) * 5, b"", bytes([1, 5]) * 5]
 
 
-def test_sorted_unique_sets_equal_numpy_unique():
+def test_pair_jaccard_equals_python_sets():
     rng = np.random.default_rng(0)
     counts = rng.integers(0, 40, 300)
     counts[:3] = 0  # empty documents, first and in a row
+    counts[3] = 5000  # one long document: the scratch table grows to fit the longest pair
     doc_off = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    hashes = rng.integers(0, 50, doc_off[-1]).astype(np.uint32)  # many repeats
-    values, off = minhash.sorted_unique_sets(hashes, doc_off)
-    for d in range(len(counts)):
-        np.testing.assert_array_equal(values[off[d] : off[d + 1]], np.unique(hashes[doc_off[d] : doc_off[d + 1]]))
-    for threads in (2, 3, 7):  # decide() splits the documents over threads
-        split_values, split_off = minhash.sorted_unique_sets_threaded(hashes, doc_off, threads)
-        np.testing.assert_array_equal(split_values, values)
-        np.testing.assert_array_equal(split_off, off)
+    hashes = rng.integers(0, 60, doc_off[-1]).astype(np.uint32)  # many repeats within and across
+    hashes[doc_off[3] : doc_off[4]] = rng.integers(0, 2**32, counts[3], dtype=np.uint64).astype(np.uint32)
+    u = rng.integers(0, len(counts), 2000)
+    v = rng.integers(0, len(counts), 2000)
+    u[:4], v[:4] = [0, 0, 3, 5], [1, 7, 3, 3]  # both empty, one empty, itself, the long one
+    got = minhash.pair_jaccard(hashes, doc_off, u, v)
+    for i in range(len(u)):
+        a = set(hashes[doc_off[u[i]] : doc_off[u[i] + 1]].tolist())
+        b = set(hashes[doc_off[v[i]] : doc_off[v[i] + 1]].tolist())
+        want = len(a & b) / len(a | b) if a | b else 1.0
+        assert got[i] == np.float32(want), (i, u[i], v[i])
+
+
+def test_bucket_edges_join_every_key_to_its_first_node():
+    rng = np.random.default_rng(1)
+    keys = rng.integers(0, 300, 5000).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)  # buckets of ~17
+    keys[::7] = np.uint64(0)  # a key of 0 is a key like any other
+    nodes = np.sort(rng.choice(100_000, 5000, replace=False)).astype(np.int64)
+    roots, members = minhash.bucket_edges(keys, nodes)
+    first: dict[int, int] = {}
+    want = []
+    for key, node in zip(keys.tolist(), nodes.tolist()):
+        if key in first:
+            want.append((first[key], node))
+        else:
+            first[key] = node
+    assert sorted(zip(roots.tolist(), members.tolist())) == sorted(want)
+    assert len(minhash.bucket_edges(keys[:0], nodes[:0])[0]) == 0
 
 
 @pytest.mark.parametrize("threshold", [0.5, 0.7, 0.8, 0.9, 0.95])

@@ -194,17 +194,17 @@ class MinHashDedup(GlobalStage):
         u, v = self._candidate_edges(keys, band_cols, (base["n_shingles"] > 0).to_numpy(), spill)
         n_candidates = len(u)
 
-        # Shingle sets of every record in a candidate pair: for verification and for the
-        # similarity reported with each rejected record. Only these records' hashes are kept.
+        # Shingle hashes of every record in a candidate pair: for verification and for the
+        # similarity reported with each rejected record. Only these records' hashes are read.
         nodes = np.unique(np.concatenate([u, v]))
-        sets, set_off = self._shingle_sets(keys, nodes)
+        hashes, hash_off = self._shingle_hashes(keys, nodes)
         local_u, local_v = np.searchsorted(nodes, u), np.searchsorted(nodes, v)
         if self.verify == "exact" and n_candidates:
-            similar = minhash.pair_jaccard(sets, set_off, local_u, local_v) >= self.threshold
+            similar = minhash.pair_jaccard(hashes, hash_off, local_u, local_v) >= self.threshold
             u, v = u[similar], v[similar]
         labels = minhash.connected_components(n, u, v) if n else np.zeros(0, np.int64)
 
-        clusters = self._clusters(base, labels, nodes, sets, set_off)
+        clusters = self._clusters(base, labels, nodes, hashes, hash_off)
         rejects = cluster_rejects(clusters, "near_duplicate", "near-duplicate of {} (Jaccard {})")
         near_duplicates = len(rejects)
         no_shingles = base.filter(pl.col("n_shingles") == 0)
@@ -244,7 +244,7 @@ class MinHashDedup(GlobalStage):
         nodes = np.flatnonzero(eligible).astype(np.int64)
         if spill:
             found = [minhash.bucket_edges(keys.select(c).collect()[c].to_numpy()[nodes], nodes) for c in band_cols]
-        else:  # numpy's argsort releases the GIL: bands sort in parallel
+        else:  # the kernel releases the GIL: bands are bucketed in parallel
             loaded = keys.select(band_cols).collect()
             with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
                 found = list(pool.map(lambda c: minhash.bucket_edges(loaded[c].to_numpy()[nodes], nodes), band_cols))
@@ -254,16 +254,15 @@ class MinHashDedup(GlobalStage):
         packed = np.unique(np.concatenate([root * n + member for root, member in found]))
         return packed // n, packed % n
 
-    def _shingle_sets(self, keys: pl.LazyFrame, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _shingle_hashes(self, keys: pl.LazyFrame, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The shingle hashes of records ``nodes`` (row numbers), concatenated, and their offsets."""
         if not len(nodes):
             return np.zeros(0, np.uint32), np.zeros(1, np.int64)
-        from curate import minhash
-
         data, offsets = read_binary_column(keys, "shingles", nodes)
-        return minhash.sorted_unique_sets_threaded(data.view(np.uint32), offsets // 4, os.cpu_count() or 1)
+        return data.view(np.uint32), offsets // 4
 
     def _clusters(
-        self, base: pl.DataFrame, labels: np.ndarray, nodes: np.ndarray, sets: np.ndarray, set_off: np.ndarray
+        self, base: pl.DataFrame, labels: np.ndarray, nodes: np.ndarray, hashes: np.ndarray, hash_off: np.ndarray
     ) -> pl.DataFrame:
         """One row per record in a cluster of 2+: its cluster (the kept id), whether it is kept, and
         its exact shingle Jaccard with the kept record."""
@@ -272,7 +271,7 @@ class MinHashDedup(GlobalStage):
         frame = cluster_members(base, labels, self.keep)
         mine = np.searchsorted(nodes, frame["node"].to_numpy())
         theirs = np.searchsorted(nodes, frame["winner"].to_numpy())
-        similarity = minhash.pair_jaccard(sets, set_off, mine, theirs) if len(frame) else np.zeros(0, np.float32)
+        similarity = minhash.pair_jaccard(hashes, hash_off, mine, theirs) if len(frame) else np.zeros(0, np.float32)
         return with_similarity(frame, similarity)
 
 
