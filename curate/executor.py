@@ -50,6 +50,8 @@ class LocalExecutor:
         self.preload = preload
         self._pool: ProcessPoolExecutor | None = None
         self._pool_ready = threading.Event()
+        # called once, the first time the main process has no task left while the pool works
+        self.on_idle: Callable[[], None] | None = None
 
     def __enter__(self) -> LocalExecutor:
         return self
@@ -67,7 +69,8 @@ class LocalExecutor:
         already warm, works meanwhile instead of waiting for the forkserver
         (about a second of imports) with one core idle. A feeder thread hands
         each pool process its next task the moment it finishes one, so
-        neither side waits on the other.
+        neither side waits on the other. The first time the main process runs
+        out of tasks while the pool still works, it calls ``on_idle``.
         """
         tasks = list(tasks)
         if self.workers <= 1 or len(tasks) <= 1:
@@ -107,6 +110,9 @@ class LocalExecutor:
                     if args is not None:
                         yield fn(*args)  # the main process's share
                         continue
+                    if self.on_idle is not None:
+                        idle, self.on_idle = self.on_idle, None
+                        idle()
                 item = finished.get()
                 if isinstance(item, BaseException):
                     raise item

@@ -32,6 +32,29 @@ def test_every_task_runs_once_and_the_main_process_takes_a_share():
     assert os.getpid() in {r["pid"] for r in results}
 
 
+def slow_in_pool(i: int, main_pid: int) -> dict:
+    time.sleep(0.02 if os.getpid() == main_pid else 0.5)
+    return {"task": i, "pid": os.getpid()}
+
+
+def test_on_idle_runs_once_when_the_main_process_waits_for_the_pool():
+    calls: list[tuple[int, int]] = []
+    done: list[dict] = []
+    tasks = [(i, os.getpid()) for i in range(12)]
+    with LocalExecutor(2, []) as ex:
+        ex.start()
+        assert ex._pool_ready.wait(60)  # the pool takes a task at once: the main process runs out first
+        ex.on_idle = lambda: calls.append((os.getpid(), len(done)))
+        done.extend(ex.map(slow_in_pool, tasks))
+        assert ex.on_idle is None
+        list(ex.map(slow_in_pool, tasks))  # spent: not called again
+    assert len(calls) == 1
+    pid, finished_before = calls[0]
+    assert pid == os.getpid()
+    assert finished_before < len(tasks)  # called while the pool's task was still running
+    assert sorted(r["task"] for r in done) == list(range(12))
+
+
 @pytest.mark.parametrize("bad", [0, 7])
 def test_a_failing_task_raises_in_the_caller(bad: int):
     with LocalExecutor(2, []) as ex, pytest.raises(ValueError, match=f"task {bad} failed"):
