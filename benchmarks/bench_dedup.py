@@ -310,11 +310,12 @@ print(json.dumps({"seconds": round(time.perf_counter() - t, 2),
 
 # The curate run is timed in a fresh process, so its memory is its own.
 _CURATE_RUN = r"""
-import json, resource, sys, time
+import json, resource, shutil, sys, time
 from common import vm_hwm_mb
 from bench_dedup import curate_run
 from pathlib import Path
 if __name__ == "__main__":
+    shutil.rmtree(sys.argv[2], ignore_errors=True)  # the last run's directory: not part of this run
     t = time.perf_counter()
     stats = curate_run([sys.argv[1]], Path(sys.argv[2]), int(sys.argv[3]))
     dt = time.perf_counter() - t
