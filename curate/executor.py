@@ -1,4 +1,4 @@
-"""Local executor: shard tasks run in the main process and a pool of N - 1 processes (inline with one worker).
+"""Local executor: a pool of N processes runs the tasks; the main process helps with the light ones (inline with one worker).
 
 Every task writes its outputs under temporary names and renames them into
 place, then writes its done marker (``_done/<part>.json``, holding the
@@ -29,12 +29,13 @@ import polars as pl
 from curate.errors import ConservationError
 from curate.io import REJECT_SCHEMA, ByteRange, InputSpec, read_input, write_blobs, write_json, write_parquet
 from curate.records import with_reason
-from curate.registry import GlobalStage, Split, Stage
+from curate.registry import Decisions, GlobalStage, Split, Stage
 
 DONE = "_done"
 REJECTS = "_rejects"
 KEYS = "_keys"
 DECISIONS = "_decisions.parquet"
+DECISIONS_STATS = "_decisions.json"
 
 
 # ---------------------------------------------------------------------------
@@ -50,8 +51,6 @@ class LocalExecutor:
         self.preload = preload
         self._pool: ProcessPoolExecutor | None = None
         self._pool_ready = threading.Event()
-        # called once, the first time the main process has no task left while the pool works
-        self.on_idle: Callable[[], None] | None = None
 
     def __enter__(self) -> LocalExecutor:
         return self
@@ -60,17 +59,25 @@ class LocalExecutor:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def map(self, fn: Callable[..., dict[str, Any]], tasks: Iterable[tuple]) -> Iterator[dict[str, Any]]:
+    def map(
+        self, fn: Callable[..., dict[str, Any]], tasks: Iterable[tuple], main_helps: bool = True
+    ) -> Iterator[dict[str, Any]]:
         """Run ``fn(*args)`` for every task; yields results as they finish (not in task order).
 
-        With N workers, N - 1 are pool processes and the main process is the
-        Nth: it takes tasks from the same queue and runs them itself. The
-        pool starts in a background thread the first time; the main process,
-        already warm, works meanwhile instead of waiting for the forkserver
-        (about a second of imports) with one core idle. A feeder thread hands
-        each pool process its next task the moment it finishes one, so
-        neither side waits on the other. The first time the main process runs
-        out of tasks while the pool still works, it calls ``on_idle``.
+        With N > 1 workers the pool has N processes. With ``main_helps`` the
+        main process takes tasks from the same queue and runs them itself:
+        meant for tasks that need no stage resources (reading inputs,
+        applying decisions, stages without set-up). The pool starts in a
+        background thread the first time; the main process, already warm,
+        works meanwhile instead of waiting for the forkserver (about a second
+        of imports) with a core idle. Without ``main_helps`` only the pool
+        runs the tasks: a stage's resources (compiled kernels, models) are
+        then loaded once, in the forkserver the pool forks from, and never
+        in the main process (loading them there cost a core a third of a
+        second for the compiled kernels, seconds for models, and the memory
+        of one more copy). A single task runs in the main process either way.
+        A feeder thread hands each pool process its next task the moment it
+        finishes one, so neither side waits on the other.
         """
         tasks = list(tasks)
         if self.workers <= 1 or len(tasks) <= 1:
@@ -83,7 +90,7 @@ class LocalExecutor:
         lock = threading.Lock()
         stop = threading.Event()
         finished: queue.SimpleQueue = queue.SimpleQueue()  # futures, or an exception from the feeder
-        slots = threading.Semaphore(self.workers - 1)  # one task per pool process: no backlog at the end
+        slots = threading.Semaphore(self.workers)  # one task per pool process: no backlog at the end
 
         def take() -> tuple | None:
             with lock:
@@ -105,14 +112,11 @@ class LocalExecutor:
         threading.Thread(target=feed, daemon=True, name="curate-feeder").start()
         try:
             for _ in range(len(tasks)):
-                if finished.empty():
+                if main_helps and finished.empty():
                     args = take()
                     if args is not None:
                         yield fn(*args)  # the main process's share
                         continue
-                    if self.on_idle is not None:
-                        idle, self.on_idle = self.on_idle, None
-                        idle()
                 item = finished.get()
                 if isinstance(item, BaseException):
                     raise item
@@ -120,6 +124,17 @@ class LocalExecutor:
         finally:
             stop.set()
             slots.release()  # let the feeder see stop
+
+    def pool_ready(self) -> bool:
+        """Whether the pool's processes have started (True when there is no pool: tasks run here)."""
+        return self.workers <= 1 or self._pool_ready.is_set()
+
+    def call(self, fn: Callable[..., Any], *args: Any, in_pool: bool = True) -> Any:
+        """``fn(*args)`` in a pool process (when there is a pool and ``in_pool``), else here."""
+        if self.workers <= 1 or not in_pool:
+            return fn(*args)
+        self._start_pool()
+        return self._pool.submit(fn, *args).result()  # type: ignore[union-attr]
 
     def start(self) -> None:
         """Start the pool's processes in the background now, if there will be any."""
@@ -130,7 +145,7 @@ class LocalExecutor:
         if self._pool is not None:
             return
         self._pool = ProcessPoolExecutor(
-            self.workers - 1, mp_context=_context(self.preload), initializer=_init_worker, initargs=(self.plugins,)
+            self.workers, mp_context=_context(self.preload), initializer=_init_worker, initargs=(self.plugins,)
         )
         pool, ready = self._pool, self._pool_ready
 
@@ -176,21 +191,32 @@ _READY_LOCK = threading.Lock()
 
 def set_up(stage: Stage) -> Stage:
     """The set-up twin of ``stage`` in this process. A copy: setup() may attach resources that
-    cannot be pickled (models, engines), and the main process, which runs tasks too, still
-    sends the original to the pool.
+    cannot be pickled (models, engines), and a process that set a stage up may still send the
+    original to the pool.
 
-    Serialised by a lock: in the main process a global stage is set up by a warm-up thread
-    while the first task may ask for it too. Two concurrent set-ups would load everything
-    twice, and some loaders are not thread-safe (transformers' from_pretrained swaps
-    torch.nn.init functions process-wide while it loads; two at once can leave them disabled).
+    Serialised by a lock, should threads of one process ask at once: two concurrent set-ups
+    would load everything twice, and some loaders are not thread-safe (transformers'
+    from_pretrained swaps torch.nn.init functions process-wide while it loads; two at once can
+    leave them disabled).
     """
-    key = (stage.name, stage.model_dump_json())
+    key = _ready_key(stage)
     with _READY_LOCK:
         if key not in _READY:
             ready = stage.model_copy()
             ready.setup()
             _READY[key] = ready
         return _READY[key]
+
+
+def _ready_key(stage: Stage) -> tuple[str, str]:
+    return (stage.name, stage.model_dump_json())
+
+
+def ready_here(stage: Stage) -> bool:
+    """Whether this process runs ``stage`` without loading anything: the stage has no set-up,
+    or this process has set it up already. The runner lets the main process help with such
+    stages' tasks only (see LocalExecutor.map)."""
+    return type(stage).setup is Stage.setup or _ready_key(stage) in _READY
 
 
 # ---------------------------------------------------------------------------
@@ -317,6 +343,24 @@ def keys_task(stage: GlobalStage, index: int, part: str, in_dir: str, stage_dir:
         {"part": part, "rows": len(keys), "seconds": round(time.perf_counter() - t0, 4)}, out / DONE / f"{part}.json"
     )
     return {"part": part, "in": len(batch)}
+
+
+def decide_task(stage: GlobalStage, parts: list[str], in_dir: str, stage_dir: str) -> dict[str, Any]:
+    """Phase 2 of a global stage: decide over every part's keys; writes the decisions (rejects),
+    the stage's artifacts and ``_decisions.json`` (its stats and seconds), which it returns."""
+    t0 = time.perf_counter()
+    out = Path(stage_dir)
+    decisions = Decisions(rejects=pl.DataFrame(schema={"id": pl.String, "reason": pl.String, "detail": pl.String}))
+    if parts:
+        keys = pl.scan_parquet([out / KEYS / f"{p}.parquet" for p in parts])
+        records = pl.scan_parquet([Path(in_dir) / f"{p}.parquet" for p in parts])
+        decisions = set_up(stage).decide(keys, records)
+    for name, frame in decisions.artifacts.items():
+        write_parquet(frame, out / f"{name}.parquet")
+    write_parquet(decisions.rejects, out / DECISIONS)
+    result = {"stats": decisions.stats, "seconds": round(time.perf_counter() - t0, 4)}
+    write_json(result, out / DECISIONS_STATS)
+    return result
 
 
 def apply_task(stage: GlobalStage, part: str, in_dir: str, stage_dir: str, compression: str = "zstd") -> dict[str, Any]:

@@ -22,7 +22,6 @@ import os
 import platform
 import shutil
 import sys
-import threading
 import time
 from collections import Counter
 from datetime import datetime, timezone
@@ -35,23 +34,24 @@ import polars as pl
 from curate import __version__
 from curate.errors import ConservationError, InputError, RecipeError
 from curate.executor import (
-    DECISIONS,
+    DECISIONS_STATS,
     DONE,
     KEYS,
     REJECTS,
     LocalExecutor,
     apply_task,
+    decide_task,
     ingest_task,
     keys_task,
     load_done,
-    set_up,
+    ready_here,
     shard_task,
 )
 from curate.gate import GateFailed, evaluate, failure_message
 from curate.io import check_input, fingerprint, plan_ranges, write_json, write_jsonl, write_parquet
 from curate.progress import Reporter, make_reporter
 from curate.recipe import Plan
-from curate.registry import BUILTIN_STAGE_MODULES, Decisions, GlobalStage
+from curate.registry import BUILTIN_STAGE_MODULES, GlobalStage
 
 SUCCESS = "_SUCCESS.json"
 _VERSIONED_PACKAGES = ("polars", "pyarrow", "pydantic", "ftfy", "xxhash", "datasets")
@@ -127,7 +127,6 @@ class Runner:
         with LocalExecutor(self.workers, self.recipe.plugins, preload) as ex:
             ex.start()  # the pool's processes start in the background (about a second)
             dirs = self.plan.stage_dirs()
-            ex.on_idle = lambda: self._warm_up_global_stages(dirs)
             self.reporter.run_start(self.recipe.name, self.run_dir, self.workers, manifest["resumed"])
             parts = self._ingest(ex, self.run_dir / dirs[0])
             for stage, d, prev in zip(self.plan.stages, dirs[1:], dirs):
@@ -149,22 +148,6 @@ class Runner:
         if self.recipe.train is not None:  # only ever after the gate passed
             stats["train"] = self._train()
         return stats
-
-    def _warm_up_global_stages(self, dirs: list[str]) -> None:
-        """Set up the unfinished global stages in the main process, in background threads.
-
-        The main process runs their decide() and its share of their tasks. Called (as the
-        executor's ``on_idle``) when the main process first runs out of ingest tasks while the
-        pool finishes its last ones: set-up (compiled kernels: a quarter second of numba
-        start-up; models) then fills that gap. Started at run start instead, it competed with
-        the main process's own ingest for the GIL and slowed it more than it saved (measured:
-        100k-document dedup run 2.80 -> 2.72 s median). Where there is no such gap (one
-        worker, a resumed run) the stage's first task in the main process sets it up.
-        set_up() is idempotent and locked.
-        """
-        for stage, d in zip(self.plan.stages, dirs[1:]):
-            if isinstance(stage, GlobalStage) and not (self.run_dir / d / SUCCESS).exists():
-                threading.Thread(target=_warm_up, args=(stage,), daemon=True, name=f"curate-setup-{stage.name}").start()
 
     def _train(self) -> dict[str, Any]:
         from curate.recipe import train_config
@@ -242,7 +225,7 @@ class Runner:
         _make_dirs(stage_dir)
         t0 = time.perf_counter()
         self.reporter.stage_start(stage.name, total=self._expected_in())
-        done = self._run_shards(ex, shard_task, stage, parts, in_dir, stage_dir)
+        done = self._run_shards(ex, shard_task, stage, parts, in_dir, stage_dir, main_helps=_main_helps(ex, stage))
         summary = self._summarise(stage.name, stage_dir, done, time.perf_counter() - t0)
         self._close_stage(stage_dir, summary)
         self._record(stage.name, stage_dir, summary)
@@ -259,27 +242,17 @@ class Runner:
         self.reporter.stage_start(stage.name, total=self._expected_in(), phase="keys")
         keyed = set(load_done(keys_dir))
         todo = [(stage, i, p, str(in_dir), str(stage_dir)) for i, p in enumerate(parts) if p not in keyed]
-        for marker in ex.map(keys_task, todo):
+        for marker in ex.map(keys_task, todo, main_helps=_main_helps(ex, stage)):
             self.reporter.advance(marker["in"])
         t_keys = time.perf_counter() - t0
 
-        decisions_path = stage_dir / DECISIONS
-        decide_stats_path = stage_dir / "_decisions.json"
-        if not decide_stats_path.exists():
-            t_decide = time.perf_counter()
-            empty = pl.DataFrame(schema={"id": pl.String, "reason": pl.String, "detail": pl.String})
-            decisions = Decisions(rejects=empty)
-            if parts:
-                keys = pl.scan_parquet([keys_dir / f"{p}.parquet" for p in parts])
-                records = pl.scan_parquet([in_dir / f"{p}.parquet" for p in parts])
-                decisions = set_up(stage).decide(keys, records)
-            for name, frame in decisions.artifacts.items():
-                write_parquet(frame, stage_dir / f"{name}.parquet")
-            write_parquet(decisions.rejects, decisions_path)
-            write_json(
-                {"stats": decisions.stats, "seconds": round(time.perf_counter() - t_decide, 4)}, decide_stats_path
+        decide_stats_path = stage_dir / DECISIONS_STATS
+        if decide_stats_path.exists():
+            global_stats = json.loads(decide_stats_path.read_text())
+        else:  # in the pool, where the stage's resources are loaded, unless this process has them
+            global_stats = ex.call(
+                decide_task, stage, parts, str(in_dir), str(stage_dir), in_pool=not ready_here(stage)
             )
-        global_stats = json.loads(decide_stats_path.read_text())
 
         t_apply = time.perf_counter()
         self.reporter.stage_start(stage.name, total=self._expected_in(), phase="apply")
@@ -296,7 +269,7 @@ class Runner:
         self._record(stage.name, stage_dir, summary)
 
     def _run_shards(
-        self, ex: LocalExecutor, task, stage, parts: list[str], in_dir: Path, stage_dir: Path
+        self, ex: LocalExecutor, task, stage, parts: list[str], in_dir: Path, stage_dir: Path, main_helps: bool = True
     ) -> dict[str, dict]:
         """Run ``task`` over the parts not yet done (resume), counting progress; returns all shard markers."""
         done = load_done(stage_dir)
@@ -304,7 +277,7 @@ class Runner:
             self.reporter.advance(marker["in"])
         codec = self._compression(stage_dir)
         todo = [(stage, p, str(in_dir), str(stage_dir), codec) for p in parts if p not in done]
-        for marker in ex.map(task, todo):
+        for marker in ex.map(task, todo, main_helps=main_helps):
             done[marker["part"]] = marker
             self.reporter.advance(marker["in"])
         return done
@@ -430,11 +403,15 @@ class Runner:
         os.replace(tmp, out)
 
 
-def _warm_up(stage: GlobalStage) -> None:
-    try:
-        set_up(stage)
-    except Exception:  # not lost: the stage's first task sets up again and raises it there
-        pass
+def _main_helps(ex: LocalExecutor, stage) -> bool:
+    """Whether the main process runs some of ``stage``'s tasks itself (see LocalExecutor.map).
+
+    Yes when that loads nothing (no set-up, or set up here already) or when the pool is still
+    starting: then set-up in the main process overlaps the pool's start instead of a core
+    waiting (short inputs, slow set-ups such as the PII engine). Otherwise the stage runs in
+    the pool only, whose processes share the set-up the forkserver did once.
+    """
+    return ready_here(stage) or not ex.pool_ready()
 
 
 def _remove_scratch(stage_dir: Path) -> None:

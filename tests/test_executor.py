@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from curate.executor import LocalExecutor
+from curate.executor import _READY, LocalExecutor, set_up
 
 from .conftest import PLUGIN, output, run, write_jsonl
 
@@ -32,27 +32,14 @@ def test_every_task_runs_once_and_the_main_process_takes_a_share():
     assert os.getpid() in {r["pid"] for r in results}
 
 
-def slow_in_pool(i: int, main_pid: int) -> dict:
-    time.sleep(0.02 if os.getpid() == main_pid else 0.5)
-    return {"task": i, "pid": os.getpid()}
-
-
-def test_on_idle_runs_once_when_the_main_process_waits_for_the_pool():
-    calls: list[tuple[int, int]] = []
-    done: list[dict] = []
-    tasks = [(i, os.getpid()) for i in range(12)]
+def test_without_main_helps_only_the_pool_runs_tasks():
     with LocalExecutor(2, []) as ex:
-        ex.start()
-        assert ex._pool_ready.wait(60)  # the pool takes a task at once: the main process runs out first
-        ex.on_idle = lambda: calls.append((os.getpid(), len(done)))
-        done.extend(ex.map(slow_in_pool, tasks))
-        assert ex.on_idle is None
-        list(ex.map(slow_in_pool, tasks))  # spent: not called again
-    assert len(calls) == 1
-    pid, finished_before = calls[0]
-    assert pid == os.getpid()
-    assert finished_before < len(tasks)  # called while the pool's task was still running
-    assert sorted(r["task"] for r in done) == list(range(12))
+        results = list(ex.map(slow_pid, [(i,) for i in range(6)], main_helps=False))
+        assert sorted(r["task"] for r in results) == list(range(6))
+        assert os.getpid() not in {r["pid"] for r in results}
+        assert len({r["pid"] for r in results}) == 2  # a pool of N processes, not N - 1
+        assert ex.call(slow_pid, 0)["pid"] != os.getpid()
+        assert ex.call(slow_pid, 0, in_pool=False)["pid"] == os.getpid()
 
 
 @pytest.mark.parametrize("bad", [0, 7])
@@ -67,8 +54,8 @@ def test_one_worker_runs_inline():
 
 
 def test_a_stage_set_up_in_the_main_process_still_goes_to_the_pool(workdir):
-    """The main process runs shards too; its set-up copy (holding unpicklable resources) must not
-    be the object sent to the pool processes."""
+    """The main process may run shards too (while the pool starts); its set-up copy (holding
+    unpicklable resources) must not be the object sent to the pool processes."""
     write_jsonl(workdir / "a.jsonl", [{"text": f"record {i}"} for i in range(400)])
     stats = run(
         {
@@ -81,3 +68,24 @@ def test_a_stage_set_up_in_the_main_process_still_goes_to_the_pool(workdir):
     assert stats["records_out"] == 400
     texts = output("runs/t")["text"].to_list()
     assert len(texts) == 400 and all(t.endswith(" [seen]") for t in texts)
+
+
+def test_the_main_process_leaves_stages_with_set_up_to_a_started_pool():
+    from curate.pipeline import _main_helps
+    from curate.recipe import load_plugins
+    from curate.registry import get_stage
+
+    load_plugins([PLUGIN])
+    heavy = get_stage("test.unpicklable_setup")()
+    light = get_stage("normalize")()
+    _READY.pop(("test.unpicklable_setup", heavy.model_dump_json()), None)  # set up here by another test
+    with LocalExecutor(2, [PLUGIN]) as ex:
+        assert _main_helps(ex, heavy)  # the pool is not started: set up here rather than wait
+        ex.start()
+        assert ex._pool_ready.wait(60)
+        assert not _main_helps(ex, heavy)  # the pool has it loaded: the main process stays light
+        assert _main_helps(ex, light)  # nothing to load
+        set_up(heavy)
+        assert _main_helps(ex, heavy)  # loaded here already
+    with LocalExecutor(1, []) as ex:
+        assert _main_helps(ex, heavy)
