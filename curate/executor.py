@@ -60,7 +60,10 @@ class LocalExecutor:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
     def map(
-        self, fn: Callable[..., dict[str, Any]], tasks: Iterable[tuple], main_helps: bool = True
+        self,
+        fn: Callable[..., dict[str, Any]],
+        tasks: Iterable[tuple],
+        main_helps: bool | Callable[[], bool] = True,
     ) -> Iterator[dict[str, Any]]:
         """Run ``fn(*args)`` for every task; yields results as they finish (not in task order).
 
@@ -75,7 +78,9 @@ class LocalExecutor:
         then loaded once, in the forkserver the pool forks from, and never
         in the main process (loading them there cost a core a third of a
         second for the compiled kernels, seconds for models, and the memory
-        of one more copy). A single task runs in the main process either way.
+        of one more copy). ``main_helps`` may be a callable, asked before each
+        task the main process would take. A single task runs in the main
+        process either way.
         A feeder thread hands each pool process its next task the moment it
         finishes one, so neither side waits on the other.
         """
@@ -112,7 +117,7 @@ class LocalExecutor:
         threading.Thread(target=feed, daemon=True, name="curate-feeder").start()
         try:
             for _ in range(len(tasks)):
-                if main_helps and finished.empty():
+                if finished.empty() and (main_helps() if callable(main_helps) else main_helps):
                     args = take()
                     if args is not None:
                         yield fn(*args)  # the main process's share

@@ -24,6 +24,7 @@ import shutil
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -403,15 +404,15 @@ class Runner:
         os.replace(tmp, out)
 
 
-def _main_helps(ex: LocalExecutor, stage) -> bool:
-    """Whether the main process runs some of ``stage``'s tasks itself (see LocalExecutor.map).
+def _main_helps(ex: LocalExecutor, stage) -> Callable[[], bool]:
+    """Whether the main process takes the next of ``stage``'s tasks itself (see LocalExecutor.map).
 
-    Yes when that loads nothing (no set-up, or set up here already) or when the pool is still
+    Yes when that loads nothing (no set-up, or set up here already) or while the pool is still
     starting: then set-up in the main process overlaps the pool's start instead of a core
     waiting (short inputs, slow set-ups such as the PII engine). Otherwise the stage runs in
     the pool only, whose processes share the set-up the forkserver did once.
     """
-    return ready_here(stage) or not ex.pool_ready()
+    return lambda: ready_here(stage) or not ex.pool_ready()
 
 
 def _remove_scratch(stage_dir: Path) -> None:

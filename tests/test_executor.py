@@ -40,6 +40,15 @@ def test_without_main_helps_only_the_pool_runs_tasks():
         assert len({r["pid"] for r in results}) == 2  # a pool of N processes, not N - 1
         assert ex.call(slow_pid, 0)["pid"] != os.getpid()
         assert ex.call(slow_pid, 0, in_pool=False)["pid"] == os.getpid()
+        asked = []
+
+        def twice() -> bool:  # asked before each task the main process would take
+            asked.append(1)
+            return len(asked) <= 2
+
+        results = list(ex.map(slow_pid, [(i,) for i in range(8)], main_helps=twice))
+        assert sorted(r["task"] for r in results) == list(range(8))
+        assert 0 < sum(r["pid"] == os.getpid() for r in results) <= 2
 
 
 @pytest.mark.parametrize("bad", [0, 7])
@@ -80,12 +89,13 @@ def test_the_main_process_leaves_stages_with_set_up_to_a_started_pool():
     light = get_stage("normalize")()
     _READY.pop(("test.unpicklable_setup", heavy.model_dump_json()), None)  # set up here by another test
     with LocalExecutor(2, [PLUGIN]) as ex:
-        assert _main_helps(ex, heavy)  # the pool is not started: set up here rather than wait
+        helps = _main_helps(ex, heavy)  # asked again before each task
+        assert helps()  # the pool is not started: set up here rather than wait
         ex.start()
         assert ex._pool_ready.wait(60)
-        assert not _main_helps(ex, heavy)  # the pool has it loaded: the main process stays light
-        assert _main_helps(ex, light)  # nothing to load
+        assert not helps()  # the pool has it loaded: the main process stays light
+        assert _main_helps(ex, light)()  # nothing to load
         set_up(heavy)
-        assert _main_helps(ex, heavy)  # loaded here already
+        assert helps()  # loaded here already
     with LocalExecutor(1, []) as ex:
-        assert _main_helps(ex, heavy)
+        assert _main_helps(ex, heavy)()
