@@ -40,8 +40,9 @@ class RunSettings(BaseModel):
     """Records per shard (one Parquet part per shard per stage)."""
     max_record_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
     """Records larger than this are rejected at ingest as ``too_large``."""
-    split_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
-    """Uncompressed JSONL files larger than this are read in parallel, in ranges of about this size."""
+    split_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    """Uncompressed JSONL files larger than this are read in parallel, in ranges of about this size
+    (smaller ranges even out the end of ingest when the pool joins late; each costs a task)."""
     compression: Compression = "lz4"
     """Codec of the Parquet parts one stage hands to the next (the final parts use
     ``output.compression``). lz4 writes 3x faster than zstd at about half its ratio on text;
