@@ -134,9 +134,11 @@ class LocalExecutor:
         """Whether the pool's processes have started (True when there is no pool: tasks run here)."""
         return self.workers <= 1 or self._pool_ready.is_set()
 
-    def call(self, fn: Callable[..., Any], *args: Any, in_pool: bool = True) -> Any:
-        """``fn(*args)`` in a pool process (when there is a pool and ``in_pool``), else here."""
-        if self.workers <= 1 or not in_pool:
+    def call(self, fn: Callable[..., Any], *args: Any, here: bool = False) -> Any:
+        """``fn(*args)`` once, in a pool process (where the stage resources are loaded), or in
+        this process when there is no pool or with ``here``. For a global stage's decide():
+        polars in a pool process has its full thread pool, like this one's (see _init_worker)."""
+        if self.workers <= 1 or here:
             return fn(*args)
         self._start_pool()
         return self._pool.submit(fn, *args).result()  # type: ignore[union-attr]
@@ -182,7 +184,9 @@ def _context(preload: tuple[str, ...] = ()) -> multiprocessing.context.BaseConte
 
 
 def _init_worker(plugins: list[str]) -> None:
-    os.environ.setdefault("POLARS_MAX_THREADS", "1")
+    # No POLARS_MAX_THREADS here: polars reads it when imported, and the forkserver imported
+    # it already. Pool processes keep polars' full thread pool: their tasks are mostly
+    # single-threaded Python and compiled kernels, and a global stage's decide() runs in one.
     from curate.recipe import load_plugins
 
     load_plugins(plugins)

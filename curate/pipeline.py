@@ -250,10 +250,8 @@ class Runner:
         decide_stats_path = stage_dir / DECISIONS_STATS
         if decide_stats_path.exists():
             global_stats = json.loads(decide_stats_path.read_text())
-        else:  # in the pool, where the stage's resources are loaded, unless this process has them
-            global_stats = ex.call(
-                decide_task, stage, parts, str(in_dir), str(stage_dir), in_pool=not ready_here(stage)
-            )
+        else:  # in the pool, where the stage's resources are loaded, unless set up here already
+            global_stats = ex.call(decide_task, stage, parts, str(in_dir), str(stage_dir), here=ready_here(stage))
 
         t_apply = time.perf_counter()
         self.reporter.stage_start(stage.name, total=self._expected_in(), phase="apply")

@@ -17,6 +17,12 @@ def slow_pid(i: int) -> dict:
     return {"task": i, "pid": os.getpid()}
 
 
+def polars_threads_and_pid() -> dict:
+    import polars as pl
+
+    return {"pid": os.getpid(), "threads": pl.thread_pool_size()}
+
+
 def fail_on(i: int, bad: int) -> dict:
     if i == bad:
         raise ValueError(f"task {i} failed")
@@ -38,8 +44,11 @@ def test_without_main_helps_only_the_pool_runs_tasks():
         assert sorted(r["task"] for r in results) == list(range(6))
         assert os.getpid() not in {r["pid"] for r in results}
         assert len({r["pid"] for r in results}) == 2  # a pool of N processes, not N - 1
-        assert ex.call(slow_pid, 0)["pid"] != os.getpid()
-        assert ex.call(slow_pid, 0, in_pool=False)["pid"] == os.getpid()
+        here = ex.call(polars_threads_and_pid, here=True)
+        assert here["pid"] == os.getpid()
+        in_pool = ex.call(polars_threads_and_pid)
+        assert in_pool["pid"] in {r["pid"] for r in results}
+        assert in_pool["threads"] == here["threads"]  # decide() in the pool has polars' full thread pool
         asked = []
 
         def twice() -> bool:  # asked before each task the main process would take
