@@ -42,7 +42,6 @@ import polars as pl
 
 from curate.io import column_buffers
 
-MAX32 = np.uint32(0xFFFFFFFF)
 # xxh32 primes, typed: numba would turn uint32-with-int64 arithmetic into int64 or float64.
 _P1, _P2, _P3, _P4, _P5 = (np.uint32(p) for p in (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F, 0x165667B1))
 
@@ -169,10 +168,6 @@ def optimal_bands(
 def _simpson(y: np.ndarray, x: np.ndarray) -> float:
     h = (x[-1] - x[0]) / (len(x) - 1)
     return float(h / 3 * (y[0] + y[-1] + 4 * y[1:-1:2].sum() + 2 * y[2:-1:2].sum()))
-
-
-# ---------------------------------------------------------------------------
-# Arrow buffers
 
 
 # ---------------------------------------------------------------------------

@@ -268,7 +268,14 @@ class Runner:
         self._record(stage.name, stage_dir, summary)
 
     def _run_shards(
-        self, ex: LocalExecutor, task, stage, parts: list[str], in_dir: Path, stage_dir: Path, main_helps: bool = True
+        self,
+        ex: LocalExecutor,
+        task,
+        stage,
+        parts: list[str],
+        in_dir: Path,
+        stage_dir: Path,
+        main_helps: bool | Callable[[], bool] = True,
     ) -> dict[str, dict]:
         """Run ``task`` over the parts not yet done (resume), counting progress; returns all shard markers."""
         done = load_done(stage_dir)

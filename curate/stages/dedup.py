@@ -1,7 +1,8 @@
 """Deduplication stages. Global stages: a per-shard key map, then one reduce over keys.
 
 curate.minhash (numba) is imported where it is used, not here: validating a recipe or
-starting the CLI does not pay numba's 0.2 s import; a run loads it in the background.
+starting the CLI does not pay numba's 0.2 s import; a run loads it in the pool's forkserver
+(curate.minhash_preload), and in the main process only if that runs the stage's tasks itself.
 """
 
 from __future__ import annotations
