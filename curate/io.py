@@ -208,13 +208,28 @@ def _check_columns(spec: InputSpec, names: list[str]) -> None:
 def fingerprint(spec: InputSpec) -> dict[str, Any]:
     """Size and content hash of every file of an input, for the manifest and resume."""
     files = []
+    buf = bytearray(_BLOCK)  # one buffer, reused: a fresh bytes object per block costs page faults
     for f in input_files(spec):
         h = xxhash.xxh3_128()
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
-        files.append({"path": f.as_posix(), "bytes": f.stat().st_size, "xxh3_128": h.hexdigest()})
+        with open(f, "rb", buffering=0) as fh:
+            while n := fh.readinto(buf):
+                h.update(memoryview(buf)[:n])
+        files.append(_file_entry(f, h))
     return {"path": spec.path, "format": spec.resolved_format(), "files": files}
+
+
+def _file_entry(path: Path, h: Any) -> dict[str, Any]:
+    return {"path": path.as_posix(), "bytes": path.stat().st_size, "xxh3_128": h.hexdigest()}
+
+
+def scan_input(spec: InputSpec, split_bytes: int) -> tuple[dict[str, Any], list[ByteRange] | None]:
+    """:func:`fingerprint` and :func:`plan_ranges` of an input from one read of it, not two
+    (a large input is read once before the work starts, to hash it and find its line boundaries)."""
+    if not _splittable(spec, split_bytes):
+        return fingerprint(spec), None
+    h = xxhash.xxh3_128()
+    ranges = _plan_ranges(Path(spec.path), split_bytes, h)
+    return {"path": spec.path, "format": spec.resolved_format(), "files": [_file_entry(Path(spec.path), h)]}, ranges
 
 
 # ---------------------------------------------------------------------------
@@ -376,18 +391,31 @@ def plan_ranges(spec: InputSpec, split_bytes: int) -> list[ByteRange] | None:
     knows its first line number and sources stay ``path:line``. Returns None
     when the input is read whole (other formats, compressed, or small files).
     """
+    return _plan_ranges(Path(spec.path), split_bytes) if _splittable(spec, split_bytes) else None
+
+
+def _splittable(spec: InputSpec, split_bytes: int) -> bool:
     path = Path(spec.path)
-    if spec.resolved_format() != "jsonl" or path.name.lower().endswith(_COMPRESSIONS) or not path.is_file():
-        return None
+    return (
+        spec.resolved_format() == "jsonl"
+        and not path.name.lower().endswith(_COMPRESSIONS)
+        and path.is_file()
+        and path.stat().st_size > split_bytes
+    )
+
+
+def _plan_ranges(path: Path, split_bytes: int, hasher: Any = None) -> list[ByteRange]:
+    """plan_ranges' pass; with ``hasher``, every block also goes through ``hasher.update`` (the
+    whole file is read then, not just up to the last boundary)."""
     size = path.stat().st_size
-    if size <= split_bytes:
-        return None
     starts, lines_before = [0], [0]
     buf = bytearray(_BLOCK)  # one buffer, reused: a fresh 32 MB read per range cost 3x more
     newlines = pos = 0
     target = split_bytes
     with open(path, "rb", buffering=0) as fh:
-        while target < size and (n := fh.readinto(buf)):
+        while (target < size or hasher is not None) and (n := fh.readinto(buf)):
+            if hasher is not None:
+                hasher.update(memoryview(buf)[:n])
             counted = 0
             # a range ends after the line that crosses its nominal boundary ``target``
             while target < pos + n and (i := buf.find(b"\n", max(target - pos, 0), n)) >= 0:
@@ -399,7 +427,8 @@ def plan_ranges(spec: InputSpec, split_bytes: int) -> list[ByteRange] | None:
                 starts.append(pos + counted)
                 lines_before.append(newlines)
                 target = max(pos + counted + 1, target + split_bytes)
-            newlines += _count_newlines(buf, counted, n)
+            if target < size:  # line numbers matter only up to the last range's start
+                newlines += _count_newlines(buf, counted, n)
             pos += n
     ends = starts[1:] + [size]
     return [ByteRange(s, e, n + 1) for s, e, n in zip(starts, ends, lines_before)]

@@ -49,7 +49,7 @@ from curate.executor import (
     shard_task,
 )
 from curate.gate import GateFailed, evaluate, failure_message
-from curate.io import check_input, fingerprint, plan_ranges, write_json, write_jsonl, write_parquet
+from curate.io import ByteRange, check_input, scan_input, write_json, write_jsonl, write_parquet
 from curate.progress import Reporter, make_reporter
 from curate.recipe import Plan
 from curate.registry import BUILTIN_STAGE_MODULES, GlobalStage
@@ -71,6 +71,7 @@ class Runner:
         self.workers = workers or self.recipe.run.workers or os.cpu_count() or 1
         self.reporter = reporter or make_reporter("quiet")
         self.stage_stats: list[dict[str, Any]] = []
+        self._ranges: dict[str, list[ByteRange] | None] = {}  # byte ranges of each input, by path
 
     # -- preparation ---------------------------------------------------------
 
@@ -82,10 +83,12 @@ class Runner:
             raise RecipeError(f"input: {sorted(dupes)} listed more than once; each input is read once.")
         for spec in self.recipe.input:
             check_input(spec)
+        scans = [scan_input(spec, self.recipe.run.split_bytes) for spec in self.recipe.input]
+        self._ranges = {spec.path: ranges for spec, (_, ranges) in zip(self.recipe.input, scans)}
         manifest = {
             "name": self.recipe.name,
             "plan_fingerprint": self.plan.fingerprint(),
-            "inputs": [fingerprint(spec) for spec in self.recipe.input],
+            "inputs": [fp for fp, _ in scans],
             "recipe": self.recipe.model_dump(mode="json", by_alias=True, exclude_none=True),
             "stages": [
                 {"dir": d, "stage": s.name, "version": s.version, "params": s.model_dump(mode="json")}
@@ -190,7 +193,7 @@ class Runner:
         settings = self.recipe.run
         all_tasks = []
         for spec in self.recipe.input:
-            for byte_range in plan_ranges(spec, settings.split_bytes) or [None]:
+            for byte_range in self._ranges[spec.path] or [None]:  # planned by prepare()
                 i = len(all_tasks)
                 all_tasks.append(
                     (

@@ -164,6 +164,29 @@ def test_large_jsonl_is_read_in_line_aligned_ranges(workdir: Path):
     assert plan_ranges(spec, 1 << 30) is None
 
 
+def test_scan_input_is_fingerprint_and_plan_ranges_in_one_read(workdir: Path):
+    """prepare() reads a large input once, for its hash and its line boundaries together."""
+    from curate.io import InputSpec, fingerprint, plan_ranges, scan_input
+
+    write_jsonl(workdir / "big.jsonl", [{"text": f"record {i} " + "y" * (i % 300)} for i in range(3000)])
+    with gzip.open(workdir / "big.jsonl.gz", "wt") as fh:
+        fh.write((workdir / "big.jsonl").read_text())
+    size = (workdir / "big.jsonl").stat().st_size
+    for path, split in (("big.jsonl", 4096), ("big.jsonl", size // 3), ("big.jsonl", 1 << 30), ("big.jsonl.gz", 4096)):
+        spec = InputSpec(path=path)
+        fp, ranges = scan_input(spec, split)
+        assert fp == fingerprint(spec)
+        assert ranges == plan_ranges(spec, split)
+        assert (ranges is None) == (path.endswith(".gz") or split > size)
+    # the hash covers the whole file, past the last range's start: change one byte near the end
+    before = scan_input(InputSpec(path="big.jsonl"), 4096)
+    text = (workdir / "big.jsonl").read_text()
+    assert text.endswith('y"}\n')
+    (workdir / "big.jsonl").write_text(text[:-4] + 'z"}\n')
+    after = scan_input(InputSpec(path="big.jsonl"), 4096)
+    assert after[1] == before[1] and after[0] != before[0]
+
+
 def test_split_reading_through_the_runner_gives_the_same_records(workdir: Path):
     write_jsonl(workdir / "big.jsonl", [{"text": f"record {i} " + "x" * (i % 50)} for i in range(2000)])
     run({"input": ["big.jsonl"], "output": {"run_dir": "runs/whole"}})
