@@ -528,18 +528,25 @@ def _hash_batch(text: pl.Series, ngram: int, shingle: Shingle, lowercase: bool) 
 
 
 def warmup_kernels() -> None:
-    """Load the per-shard kernels from numba's cache (or compile them) with tiny numpy inputs.
+    """Load every kernel from numba's cache (or compile it) with tiny numpy inputs: the per-shard
+    ones and the global phase's, which runs in a pool process too.
 
     Uses no polars and starts no threads, so it is safe in a process that
-    will fork (see curate.minhash_preload).
+    will fork (see curate.minhash_preload): loaded there once, the kernels
+    are in every pool process from its first task on.
     """
+    # read-only buffers, as column_buffers() gives them: numba compiles (and caches) a separate
+    # version of a kernel for read-only arrays, which would otherwise load on first real use
     data = np.frombuffer(b"warm up the kernels", np.uint8)
-    offsets = np.array([0, len(data)], np.int64)
+    offsets = np.frombuffer(np.array([0, len(data)], np.int64).tobytes(), np.int64)
     with _no_blas_probe():
         hashes, doc_off = shingle_hashes(data, offsets, char_classes(), False, 2)
     a, b = permutations(2, 1)
     sig = minhash_signatures(hashes, doc_off, a, b)
     band_hashes(sig, 1, 2)
+    pair_jaccard(hashes, doc_off, np.array([0]), np.array([0]))
+    bucket_edges(np.zeros(2, np.uint64), np.arange(2))
+    connected_components(2, np.array([0]), np.array([1]))
 
 
 _BLAS_PROBE = "scipy.linalg.cython_blas"
@@ -568,10 +575,7 @@ def _no_blas_probe() -> Iterator[None]:
 
 
 def warmup() -> None:
-    """Everything, for the process that runs the global phase: the per-shard kernels, the polars
-    side of a batch, and the global-phase kernels."""
+    """Everything, for a process that runs the stage: the kernels (a no-op where the
+    forkserver loaded them already) and the polars side of a batch."""
     warmup_kernels()
-    _, hashes, doc_off = signatures_and_shingles(pl.Series(["warm up the kernels"]), num_perm=2)
-    pair_jaccard(hashes, doc_off, np.array([0]), np.array([0]))
-    bucket_edges(np.zeros(2, np.uint64), np.arange(2))
-    connected_components(2, np.array([0]), np.array([1]))
+    signatures_and_shingles(pl.Series(["warm up the kernels"]), num_perm=2)

@@ -1,4 +1,4 @@
-"""dedup.minhash's preload: load the compiled kernels from numba's cache once, in the forkserver.
+"""dedup.minhash's preload: load every compiled kernel from numba's cache once, in the forkserver.
 
 Uses numpy inputs only (see curate.minhash.warmup_kernels), so forking afterwards is safe.
 """

@@ -7,5 +7,7 @@ worker). Nothing here may start a polars or pyarrow thread pool, because the
 workers are forked from this process.
 """
 
+import pyarrow.compute  # noqa: F401  polars imports it on a Series' first build from Arrow (25 ms a process)
+
 import curate.executor  # noqa: F401
 import curate.recipe  # noqa: F401

@@ -93,6 +93,36 @@ def test_kernel_start_up_skips_the_blas_probe_and_leaves_imports_working():
     assert done.returncode == 0, done.stderr
 
 
+def test_kernel_warm_up_loads_the_versions_a_run_uses(tmp_path: Path):
+    """What the forkserver loads (warmup_kernels, numpy only) is every kernel in the argument
+    types of a real run: keys() and decide() afterwards compile or load nothing more (a read-only
+    array is a separate numba version, 10 ms to load in each pool process)."""
+    code = (
+        "from pathlib import Path\n"
+        "import polars as pl\n"
+        "from curate import minhash\n"
+        "from curate.io import write_blobs\n"
+        "from curate.stages.dedup import MinHashDedup\n"
+        "minhash.warmup_kernels()\n"
+        "names = ['shingle_hashes', 'minhash_signatures', 'band_hashes', 'bucket_edges', 'pair_jaccard',"
+        " 'connected_components']\n"
+        "kernels = [getattr(minhash, name) for name in names]\n"
+        "loaded = {k.__name__: list(k.signatures) for k in kernels}\n"
+        "assert all(loaded.values()), loaded\n"
+        "stage = MinHashDedup(num_perm=16, threshold=0.5)\n"
+        "text = ['the quick brown fox jumps over the lazy dog'] * 3 + ['a b c d e f g h', '']\n"
+        "batch = pl.DataFrame({'id': [str(i) for i in range(5)], 'text': text})\n"
+        "keys = stage.keys(batch).with_columns(pl.int_range(5, dtype=pl.Int64).alias('_order'))\n"
+        "keys = write_blobs(keys, 'shingles', Path('k.shingles.bin'))  # as keys_task stores them\n"
+        "decisions = stage.decide(keys.lazy(), batch.lazy())\n"
+        "assert len(decisions.rejects) == 2, decisions.rejects\n"
+        "after = {k.__name__: list(k.signatures) for k in kernels}\n"
+        "assert after == loaded, (loaded, after)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+
+
 def test_shingle_hashes_round_trip_through_the_keys_column(tmp_path: Path):
     from curate.io import binary_column, read_binary_column, write_blobs
 
