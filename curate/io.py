@@ -215,6 +215,10 @@ def fingerprint(spec: InputSpec) -> dict[str, Any]:
             while n := fh.readinto(buf):
                 h.update(memoryview(buf)[:n])
         files.append(_file_entry(f, h))
+    return _fingerprint(spec, files)
+
+
+def _fingerprint(spec: InputSpec, files: list[dict[str, Any]]) -> dict[str, Any]:
     return {"path": spec.path, "format": spec.resolved_format(), "files": files}
 
 
@@ -229,7 +233,7 @@ def scan_input(spec: InputSpec, split_bytes: int) -> tuple[dict[str, Any], list[
         return fingerprint(spec), None
     h = xxhash.xxh3_128()
     ranges = _plan_ranges(Path(spec.path), split_bytes, h)
-    return {"path": spec.path, "format": spec.resolved_format(), "files": [_file_entry(Path(spec.path), h)]}, ranges
+    return _fingerprint(spec, [_file_entry(Path(spec.path), h)]), ranges
 
 
 # ---------------------------------------------------------------------------
