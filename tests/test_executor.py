@@ -23,6 +23,10 @@ def polars_threads_and_pid() -> dict:
     return {"pid": os.getpid(), "threads": pl.thread_pool_size()}
 
 
+def allocator_env() -> dict:
+    return {k: os.environ.get(k) for k in ("_RJEM_MALLOC_CONF", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")}
+
+
 def fail_on(i: int, bad: int) -> dict:
     if i == bad:
         raise ValueError(f"task {i} failed")
@@ -58,6 +62,40 @@ def test_without_main_helps_only_the_pool_runs_tasks():
         results = list(ex.map(slow_pid, [(i,) for i in range(8)], main_helps=twice))
         assert sorted(r["task"] for r in results) == list(range(8))
         assert 0 < sum(r["pid"] == os.getpid() for r in results) <= 2
+
+
+def test_pool_processes_keep_freed_memory_and_the_main_environment_is_untouched():
+    from curate.executor import pool_environ
+
+    before = allocator_env()
+    with LocalExecutor(2, []) as ex:
+        in_pool = ex.call(allocator_env)
+    assert allocator_env() == before
+    # polars puts its defaults first when imported in the forkserver; ours come after them, so they hold
+    assert "dirty_decay_ms:-1,muzzy_decay_ms:-1" in pool_environ()["_RJEM_MALLOC_CONF"]
+    assert in_pool["_RJEM_MALLOC_CONF"].endswith("," + pool_environ()["_RJEM_MALLOC_CONF"])
+    for key in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
+        assert in_pool[key] == (before[key] or str(256 << 20))
+
+
+def test_allocator_settings_the_user_made_win(monkeypatch):
+    from curate.executor import pool_environ
+
+    monkeypatch.setenv("_RJEM_MALLOC_CONF", "dirty_decay_ms:500,muzzy_decay_ms:1000")  # polars' own only
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    env = pool_environ()
+    assert env == {
+        "_RJEM_MALLOC_CONF": "dirty_decay_ms:-1,muzzy_decay_ms:-1",
+        "MALLOC_MMAP_THRESHOLD_": str(256 << 20),
+        "MALLOC_TRIM_THRESHOLD_": str(256 << 20),
+    }
+    # what the user set before polars was imported comes after polars' defaults: kept, last (so it wins)
+    monkeypatch.setenv("_RJEM_MALLOC_CONF", "dirty_decay_ms:500,muzzy_decay_ms:1000,dirty_decay_ms:2000")
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "4096")
+    env = pool_environ()
+    assert env["_RJEM_MALLOC_CONF"] == "dirty_decay_ms:-1,muzzy_decay_ms:-1,dirty_decay_ms:2000"
+    assert "MALLOC_TRIM_THRESHOLD_" not in env  # already in the environment the pool inherits
 
 
 @pytest.mark.parametrize("bad", [0, 7])
