@@ -310,8 +310,20 @@ def _reason_counts(rejected: pl.DataFrame) -> Counter:
     return Counter(dict(rejected["reason"].value_counts().iter_rows()))
 
 
+def process_memory() -> dict[str, Any]:
+    """Where a task ran and this process's peak resident memory so far (MB; None where unknown),
+    for the stage summary's ``worker_peak_rss_mb``."""
+    peak = None
+    try:
+        with open("/proc/self/status") as fh:  # VmHWM: this process's own peak, even after fork
+            peak = next((int(line.split()[1]) / 1024 for line in fh if line.startswith("VmHWM:")), None)
+    except OSError:
+        pass
+    return {"in_pool": multiprocessing.parent_process() is not None, "peak_rss_mb": peak and round(peak, 1)}
+
+
 def _commit(stage_dir: Path, part: str, stats: ShardStats, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    record = {**stats.to_json(), **(extra or {})}
+    record = {**stats.to_json(), **(extra or {}), **process_memory()}
     write_json(record, stage_dir / DONE / f"{part}.json")
     return record
 
@@ -400,7 +412,7 @@ def keys_task(stage: GlobalStage, index: int, part: str, in_dir: str, stage_dir:
     write_json(
         {"part": part, "rows": len(keys), "seconds": round(time.perf_counter() - t0, 4)}, out / DONE / f"{part}.json"
     )
-    return {"part": part, "in": len(batch)}
+    return {"part": part, "in": len(batch), **process_memory()}
 
 
 def decide_task(stage: GlobalStage, parts: list[str], in_dir: str, stage_dir: str) -> dict[str, Any]:
@@ -416,7 +428,7 @@ def decide_task(stage: GlobalStage, parts: list[str], in_dir: str, stage_dir: st
     for name, frame in decisions.artifacts.items():
         write_parquet(frame, out / f"{name}.parquet")
     write_parquet(decisions.rejects, out / DECISIONS)
-    result = {"stats": decisions.stats, "seconds": round(time.perf_counter() - t0, 4)}
+    result = {"stats": decisions.stats, "seconds": round(time.perf_counter() - t0, 4), **process_memory()}
     write_json(result, out / DECISIONS_STATS)
     return result
 

@@ -24,7 +24,7 @@ import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -246,7 +246,9 @@ class Runner:
         self.reporter.stage_start(stage.name, total=self._expected_in(), phase="keys")
         keyed = set(load_done(keys_dir))
         todo = [(stage, i, p, str(in_dir), str(stage_dir)) for i, p in enumerate(parts) if p not in keyed]
+        keyed_now = []
         for marker in ex.map(keys_task, todo, main_helps=_main_helps(ex, stage)):
+            keyed_now.append(marker)
             self.reporter.advance(marker["in"])
         t_keys = time.perf_counter() - t0
 
@@ -259,7 +261,7 @@ class Runner:
         t_apply = time.perf_counter()
         self.reporter.stage_start(stage.name, total=self._expected_in(), phase="apply")
         done = self._run_shards(ex, apply_task, stage, parts, in_dir, stage_dir)
-        summary = self._summarise(stage.name, stage_dir, done, time.perf_counter() - t0)
+        summary = self._summarise(stage.name, stage_dir, done, time.perf_counter() - t0, [*keyed_now, global_stats])
         summary["global"] = global_stats["stats"]
         # wall seconds per phase in this invocation (a resumed phase shows only what was left)
         summary["phase_seconds"] = {
@@ -308,7 +310,11 @@ class Runner:
     def _expected_in(self) -> int | None:
         return self.stage_stats[-1]["kept"] if self.stage_stats else None
 
-    def _summarise(self, name: str, stage_dir: Path, done: dict[str, dict], seconds: float) -> dict[str, Any]:
+    def _summarise(
+        self, name: str, stage_dir: Path, done: dict[str, dict], seconds: float, more: Iterable[dict] = ()
+    ) -> dict[str, Any]:
+        """The stage's stats from its shard markers (``more``: other task results of the stage,
+        such as a global stage's keys and decide, for the pool's peak memory)."""
         reasons: Counter = Counter()
         counters: Counter = Counter()
         n_in = kept = modified = 0
@@ -338,6 +344,7 @@ class Runner:
             "seconds": round(seconds, 3),
             "worker_seconds": round(worker_seconds, 3),
             "records_per_s": round(n_in / seconds, 1) if seconds > 0 else None,
+            "worker_peak_rss_mb": _worker_peak([*done.values(), *more]),
         }
 
     def _close_stage(self, stage_dir: Path, summary: dict[str, Any]) -> None:
@@ -421,6 +428,12 @@ def _main_helps(ex: LocalExecutor, stage) -> Callable[[], bool]:
     the pool only, whose processes share the set-up the forkserver did once.
     """
     return lambda: ready_here(stage) or not ex.pool_ready()
+
+
+def _worker_peak(results: Iterable[dict]) -> float | None:
+    """The largest peak resident memory a pool process reported for the stage's tasks (MB)."""
+    peaks = [r["peak_rss_mb"] for r in results if r.get("in_pool") and r.get("peak_rss_mb") is not None]
+    return max(peaks) if peaks else None
 
 
 def _remove_scratch(stage_dir: Path) -> None:

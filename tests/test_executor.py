@@ -78,6 +78,21 @@ def test_pool_processes_keep_freed_memory_and_the_main_environment_is_untouched(
         assert in_pool[key] == (before[key] or str(256 << 20))
 
 
+def test_tasks_report_where_they_ran_and_their_process_peak_memory():
+    from curate.executor import process_memory
+    from curate.pipeline import _worker_peak
+
+    with LocalExecutor(2, []) as ex:
+        pool = ex.call(process_memory)
+        here = ex.call(process_memory, here=True)
+    assert pool["in_pool"] and not here["in_pool"]
+    assert pool["peak_rss_mb"] > 10 and here["peak_rss_mb"] > 10
+    # the stage summary's worker_peak_rss_mb: pool processes only, unknown peaks skipped
+    results = [{"in_pool": False, "peak_rss_mb": 9000.0}, pool, {"in_pool": True, "peak_rss_mb": None}, {"in": 3}]
+    assert _worker_peak(results) == pool["peak_rss_mb"]
+    assert _worker_peak([here]) is None
+
+
 def test_allocator_settings_the_user_made_win(monkeypatch):
     from curate.executor import pool_environ
 
