@@ -79,7 +79,7 @@ def main() -> None:
             "report_s": round(report_s, 2),
             "docs_per_s": round(args.docs / total, 1),
             "records_out": stats["records_out"],
-            **peak_rss_mb(),
+            **peak_rss_mb(stats),
         },
     )
 

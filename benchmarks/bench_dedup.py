@@ -259,7 +259,7 @@ def throughput(workdir: Path, docs: int, baseline_docs: int, workers: int, repea
         "phase_seconds": {"ingest": stats["stages"][0]["seconds"], **stage["phase_seconds"]},
         "bands_rows": [stage["global"]["bands"], stage["global"]["rows"]],
         "peak_rss_mb_main": child["peak_rss_mb_main"],
-        "peak_rss_mb_worker_upper_bound": child["peak_rss_mb_worker"],
+        "peak_rss_mb_worker": child["peak_rss_mb_worker"],
     }
     # the same documents as the baselines, for a like-for-like removal count
     curate_run([str(base_path)], workdir / "tp_run_small", workers)
@@ -310,8 +310,8 @@ print(json.dumps({"seconds": round(time.perf_counter() - t, 2),
 
 # The curate run is timed in a fresh process, so its memory is its own.
 _CURATE_RUN = r"""
-import json, resource, shutil, sys, time
-from common import vm_hwm_mb
+import json, shutil, sys, time
+from common import peak_rss_mb
 from bench_dedup import curate_run
 from pathlib import Path
 if __name__ == "__main__":
@@ -319,8 +319,9 @@ if __name__ == "__main__":
     t = time.perf_counter()
     stats = curate_run([sys.argv[1]], Path(sys.argv[2]), int(sys.argv[3]))
     dt = time.perf_counter() - t
-    print(json.dumps({"seconds": dt, "stats": stats, "peak_rss_mb_main": vm_hwm_mb(),
-                      "peak_rss_mb_worker": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}))
+    rss = peak_rss_mb(stats)
+    print(json.dumps({"seconds": dt, "stats": stats, "peak_rss_mb_main": rss["peak_rss_mb"],
+                      "peak_rss_mb_worker": rss["peak_rss_mb_worker"]}))
 """
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -39,11 +38,12 @@ def vm_hwm_mb() -> float:
     return float("nan")
 
 
-def peak_rss_mb() -> dict[str, float]:
-    """Peak resident memory of this process and of the largest child (pool worker), in MB."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"peak_rss_mb": round(own, 1), "peak_rss_mb_worker": round(children, 1)}
+def peak_rss_mb(stats: dict[str, Any]) -> dict[str, float | None]:
+    """Peak resident memory of this (main) process, and of the largest pool process as the run's
+    stats report it (each task records its process's VmHWM). Pool processes are children of the
+    forkserver, not of this process, so RUSAGE_CHILDREN never sees them."""
+    peaks = [s["worker_peak_rss_mb"] for s in stats["stages"] if s.get("worker_peak_rss_mb") is not None]
+    return {"peak_rss_mb": vm_hwm_mb(), "peak_rss_mb_worker": max(peaks) if peaks else None}
 
 
 def write_result(topic: str, result: dict[str, Any]) -> Path:
