@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 import pytest
 
 from curate.executor import _READY, LocalExecutor, set_up
 
-from .conftest import PLUGIN, output, run, write_jsonl
+from .conftest import PLUGIN, REPO, output, run, write_jsonl
 
 
 def slow_pid(i: int) -> dict:
@@ -76,6 +78,26 @@ def test_pool_processes_keep_freed_memory_and_the_main_environment_is_untouched(
     assert in_pool["_RJEM_MALLOC_CONF"].endswith("," + pool_environ()["_RJEM_MALLOC_CONF"])
     for key in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
         assert in_pool[key] == (before[key] or str(256 << 20))
+
+
+def test_the_forkserver_imports_the_cli_when_the_main_process_runs_it():
+    """Each pool process runs the main script again as it starts; for the `curate` command that
+    imports curate.cli, which the forkserver then imports once for all of them."""
+    code = (
+        "import multiprocessing.forkserver as fs\n"
+        "from curate.executor import _context\n"
+        "_context(())\n"
+        "plain = list(fs._forkserver._preload_modules)\n"
+        "import curate.cli\n"
+        "_context(('curate.minhash_preload',))\n"
+        "print(plain, list(fs._forkserver._preload_modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("] [") == [
+        "['curate.worker_preload'",
+        "'curate.worker_preload', 'curate.cli', 'curate.minhash_preload']\n",
+    ]
 
 
 def test_tasks_report_where_they_ran_and_their_process_peak_memory():
