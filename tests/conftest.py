@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,14 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def run(recipe: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     recipe = {"name": "t", "run": {"workers": 1}, "report": False, **recipe}
     return Runner(load_recipe(recipe), **kwargs).run()
+
+
+def fresh_python(code: str, cwd: Path = REPO) -> str:
+    """Run ``code`` in a new interpreter (for what only a fresh process shows: imports, kernel
+    loading, the forkserver); fail with its stderr unless it succeeds. Returns its stdout."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def write_jsonl(path: Path, rows: list[Any]) -> Path:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import datasketch
@@ -21,7 +19,7 @@ from curate.recipe import load_recipe
 from curate.stages.dedup import MinHashDedup
 from curate.synth import document
 
-from .conftest import output, rejects, run, stage_stats, write_jsonl
+from .conftest import fresh_python, output, rejects, run, stage_stats, write_jsonl
 
 RNG = random.Random(5)
 BASE = [document(RNG, 200) for _ in range(40)]
@@ -89,8 +87,7 @@ def test_kernel_start_up_skips_the_blas_probe_and_leaves_imports_working():
         "a, b = np.arange(5.0), np.array([1.0, -2.0, 0.5])\n"
         "assert np.allclose(f(a, b), np.convolve(a, b))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    fresh_python(code)
 
 
 def test_kernel_warm_up_loads_the_versions_a_run_uses(tmp_path: Path):
@@ -119,8 +116,7 @@ def test_kernel_warm_up_loads_the_versions_a_run_uses(tmp_path: Path):
         "after = {k.__name__: list(k.signatures) for k in kernels}\n"
         "assert after == loaded, (loaded, after)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    fresh_python(code, cwd=tmp_path)
 
 
 def test_shingle_hashes_round_trip_through_the_keys_column(tmp_path: Path):

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 
 import pytest
 
 from curate.executor import _READY, LocalExecutor, set_up
 
-from .conftest import PLUGIN, REPO, output, run, write_jsonl
+from .conftest import PLUGIN, fresh_python, output, run, write_jsonl
 
 
 def slow_pid(i: int) -> dict:
@@ -92,9 +90,7 @@ def test_the_forkserver_imports_the_cli_when_the_main_process_runs_it():
         "_context(('curate.minhash_preload',))\n"
         "print(plain, list(fs._forkserver._preload_modules))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split("] [") == [
+    assert fresh_python(code).split("] [") == [
         "['curate.worker_preload'",
         "'curate.worker_preload', 'curate.cli', 'curate.minhash_preload']\n",
     ]

@@ -16,7 +16,7 @@ from curate.recipe import load_recipe
 from curate.records import make_batch
 from curate.stages.pii import PiiLeakError, PiiScrub
 
-from .conftest import output, rejects, run, stage_stats, write_jsonl
+from .conftest import fresh_python, output, rejects, run, stage_stats, write_jsonl
 
 pytestmark = pytest.mark.slow  # loads a spaCy model and Presidio (a few seconds, once per process)
 
@@ -313,9 +313,6 @@ def test_ner_runs_without_the_unused_shared_tok2vec():
 @pytest.mark.slow
 def test_scrubbing_does_not_import_torch():
     """thinc and Presidio import torch/transformers when installed: seconds per worker for nothing."""
-    import subprocess
-    import sys
-
     code = (
         "import sys\n"
         "from curate.pii.engine import analyze, build_engine\n"
@@ -324,9 +321,7 @@ def test_scrubbing_does_not_import_torch():
         "import torch, transformers\n"  # still importable afterwards (training in the same process)
         "print(torch.ones(2).sum().item())\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() == "2.0"
+    assert fresh_python(code).strip() == "2.0"
 
 
 def test_presidio_runs_offline_without_downloading_the_suffix_list(monkeypatch: pytest.MonkeyPatch):
