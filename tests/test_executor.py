@@ -74,6 +74,10 @@ def test_pool_processes_keep_freed_memory_and_the_main_environment_is_untouched(
     # polars puts its defaults first when imported in the forkserver; ours come after them, so they hold
     assert "dirty_decay_ms:-1,muzzy_decay_ms:-1" in pool_environ()["_RJEM_MALLOC_CONF"]
     assert in_pool["_RJEM_MALLOC_CONF"].endswith("," + pool_environ()["_RJEM_MALLOC_CONF"])
+    # and they take effect (later options win in jemalloc); fails if polars changes the defaults
+    # it puts first, which pool_environ() strips to find the user's part
+    options = dict(o.split(":") for o in in_pool["_RJEM_MALLOC_CONF"].split(","))
+    assert (options["dirty_decay_ms"], options["muzzy_decay_ms"]) == ("-1", "-1")
     for key in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
         assert in_pool[key] == (before[key] or str(256 << 20))
 
