@@ -30,12 +30,12 @@ def machine() -> dict[str, Any]:
 
 
 def vm_hwm_mb() -> float:
-    """This process's own peak RSS (VmHWM). Unlike ru_maxrss, it is not inherited across exec."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    return float("nan")
+    """This process's own peak RSS (VmHWM, as curate's tasks report theirs). Unlike ru_maxrss,
+    it is not inherited across exec."""
+    from curate.executor import process_memory
+
+    peak = process_memory()["peak_rss_mb"]
+    return float("nan") if peak is None else peak
 
 
 def peak_rss_mb(stats: dict[str, Any]) -> dict[str, float | None]:
