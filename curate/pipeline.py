@@ -127,9 +127,11 @@ class Runner:
         t0 = time.perf_counter()
         builtin = [type(s).__module__ for s in self.plan.stages if type(s).__module__ in BUILTIN_STAGE_MODULES]
         preload = tuple(dict.fromkeys([*builtin, *(m for s in self.plan.stages for m in s.preload)]))
-        manifest = self.prepare()
         with LocalExecutor(self.workers, self.recipe.plugins, preload) as ex:
-            ex.start()  # the pool's processes start in the background (about a second)
+            # the pool's processes start in the background (most of a second of imports and
+            # kernel loading, on another core) while this process checks and plans the inputs
+            ex.start()
+            manifest = self.prepare()
             dirs = self.plan.stage_dirs()
             self.reporter.run_start(self.recipe.name, self.run_dir, self.workers, manifest["resumed"])
             parts = self._ingest(ex, self.run_dir / dirs[0])
