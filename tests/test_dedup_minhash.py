@@ -73,6 +73,36 @@ def test_xxh32_kernel_equals_xxhash(seed: int):
         assert got == xxhash.xxh32_intdigest(bytes(data[3 : 3 + length]), seed)
 
 
+@pytest.mark.parametrize("seed", [0, 7, 2**32 - 1])
+def test_xxh32_pair_equals_xxhash_on_both_inputs(seed: int):
+    text = ("héllo wörld 東京 " * 20).encode()
+    data = np.frombuffer(text + b"\0\0\0", np.uint8)
+    words = np.zeros(len(text), np.uint32)
+    minhash.fill_words(data, len(text), words)
+    for length in range(0, 70):
+        first, second = minhash.xxh32_pair(data, words, 3, 40, length, seed)
+        assert first == xxhash.xxh32_intdigest(bytes(data[3 : 3 + length]), seed)
+        assert second == xxhash.xxh32_intdigest(bytes(data[40 : 40 + length]), seed)
+
+
+@pytest.mark.parametrize("shingle", ["word", "char"])
+def test_shingle_kernel_hashes_every_shingle_once(shingle: str):
+    """The kernel hashes a document's shingles grouped by length (its order is free): as a
+    multiset they equal xxh32 of the reference shingles, for shingles longer than the last
+    length bucket and for more same-length shingles than a bucket holds."""
+    texts = [
+        *MIXED,
+        "abcd " * 300,  # hundreds of shingles of one length: buckets fill and are emptied
+        " ".join("w" * n for n in range(1, 120)),  # shingles of every length up to ~600 bytes
+        "x",
+    ]
+    for ngram in (1, 3, 5):
+        hashes, doc_off = minhash.signatures_and_shingles(pl.Series(texts), num_perm=4, ngram=ngram, shingle=shingle)[1:]
+        for i, text in enumerate(texts):
+            want = sorted(xxhash.xxh32_intdigest(s) for s in minhash.shingles(text, ngram, shingle))
+            assert sorted(hashes[doc_off[i] : doc_off[i + 1]].tolist()) == want, (ngram, text[:30])
+
+
 def test_kernel_start_up_skips_the_blas_probe_and_leaves_imports_working():
     """warmup_kernels() loads numba without scipy.linalg (its BLAS probe is skipped) and leaves
     nothing behind: scipy imports afterwards, and numba's np.convolve still compiles and agrees."""
