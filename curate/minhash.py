@@ -452,25 +452,49 @@ def _hash_bucket(buf, words, bounds, ngram, gap, rows, f, n, mixed, out, j):
     return j
 
 
+# shingles folded into a signature row per pass over it (see minhash_signatures)
+_SHINGLES_PER_PASS = 8
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _fmix32(h):
+    """MurmurHash3's finaliser, datasketch's pre-mix of each shingle hash."""
+    h = np.uint32(h)
+    h ^= h >> np.uint32(16)
+    h = np.uint32(h * np.uint32(0x85EBCA6B))
+    h ^= h >> np.uint32(13)
+    h = np.uint32(h * np.uint32(0xC2B2AE35))
+    h ^= h >> np.uint32(16)
+    return h
+
+
 @nb.njit(cache=True, nogil=True)
 def minhash_signatures(hashes, doc_off, a, b):
-    """datasketch affine32 MinHash: fmix32 pre-mix, then min over a*h+b mod 2^32."""
+    """datasketch affine32 MinHash: fmix32 pre-mix, then min over a*h+b mod 2^32.
+
+    Each pass over a signature row folds in 8 shingles: the loop over
+    permutations is vectorised, and one shingle per pass left it bound by
+    loading and storing the row (3x slower). A document's last pass
+    repeats its last shingle where fewer than 8 are left; a minimum does
+    not change when a value comes twice.
+    """
     n_docs = len(doc_off) - 1
     num_perm = len(a)
     sig = np.full((n_docs, num_perm), 0xFFFFFFFF, np.uint32)
+    mixed = np.empty(_SHINGLES_PER_PASS, np.uint32)
     for d in range(n_docs):
         row = sig[d]
-        for i in range(doc_off[d], doc_off[d + 1]):
-            h = np.uint32(hashes[i])
-            h ^= h >> np.uint32(16)
-            h = np.uint32(h * np.uint32(0x85EBCA6B))
-            h ^= h >> np.uint32(13)
-            h = np.uint32(h * np.uint32(0xC2B2AE35))
-            h ^= h >> np.uint32(16)
+        end = doc_off[d + 1]
+        for i in range(doc_off[d], end, _SHINGLES_PER_PASS):
+            for u in range(_SHINGLES_PER_PASS):
+                mixed[u] = _fmix32(hashes[min(i + u, end - 1)])
             for k in range(num_perm):
-                v = np.uint32(a[k] * h + b[k])
-                if v < row[k]:
-                    row[k] = v
+                ak = a[k]
+                bk = b[k]
+                v = row[k]
+                for u in range(_SHINGLES_PER_PASS):
+                    v = min(v, np.uint32(ak * mixed[u] + bk))
+                row[k] = v
     return sig
 
 

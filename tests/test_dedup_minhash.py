@@ -50,11 +50,12 @@ MIXED = [
 
 @pytest.mark.parametrize("shingle", ["word", "char"])
 @pytest.mark.parametrize("hash_name", ["xxh32", "sha1"])
-@pytest.mark.parametrize("seed", [1, 42])
-def test_signatures_equal_datasketch(shingle: str, hash_name: str, seed: int):
-    sig, counts = minhash.signatures(pl.Series(MIXED), num_perm=64, seed=seed, ngram=3, shingle=shingle, hash=hash_name)
+@pytest.mark.parametrize(("seed", "num_perm"), [(1, 64), (42, 64), (7, 17)])
+def test_signatures_equal_datasketch(shingle: str, hash_name: str, seed: int, num_perm: int):
+    texts = pl.Series(MIXED)
+    sig, counts = minhash.signatures(texts, num_perm=num_perm, seed=seed, ngram=3, shingle=shingle, hash=hash_name)
     for i, text in enumerate(MIXED):
-        m = datasketch.MinHash(num_perm=64, seed=seed, hashfunc=minhash.datasketch_hashfunc(hash_name))
+        m = datasketch.MinHash(num_perm=num_perm, seed=seed, hashfunc=minhash.datasketch_hashfunc(hash_name))
         sh = minhash.shingles(text, ngram=3, shingle=shingle)
         if sh:
             m.update_batch(sh)
