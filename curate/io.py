@@ -265,7 +265,7 @@ class _Collector:
     def __post_init__(self) -> None:
         self._mapped = {self.spec.text_field, self.spec.id_field}
 
-    def add(self, obj: Any, source: str, raw: str | bytes) -> None:
+    def add(self, obj: Any, source: str, raw: str | bytes | memoryview) -> None:
         """Map one parsed object to a record or a reject. ``raw`` is the line as read (bytes are
         valid UTF-8 here: the parser accepted them), only decoded when the record is rejected."""
         spec = self.spec
@@ -518,7 +518,7 @@ def _read_jsonl(
                         raise ValueError
                     obj = decode(line)
                 except (msgspec.DecodeError, ValueError, RecursionError):
-                    _jsonl_line(c, line, f"{label}:{lineno}", max_record_bytes)
+                    _jsonl_line(c, bytes(line), f"{label}:{lineno}", max_record_bytes)
                 else:
                     c.add(obj, f"{label}:{lineno}", line)
                 if c.full():
@@ -528,9 +528,13 @@ def _read_jsonl(
     yield c.flush()
 
 
-def _lines(fh: io.BufferedIOBase, size: int = -1) -> Iterator[bytes]:
+def _lines(fh: io.BufferedIOBase, size: int = -1) -> Iterator[bytes | memoryview]:
     """The lines of ``fh`` without their newline, reading ``size`` bytes (all when -1) in 4 MiB
-    blocks: 3x faster than iterating the file. A final line without newline is yielded too."""
+    blocks: 3x faster than iterating the file. A final line without newline is yielded too.
+
+    Lines within a block come as memoryviews of it (no copy: a third faster than splitting the
+    block into bytes objects, for 2 KB lines); a line that spans blocks comes as bytes.
+    """
     pending: list[bytes] = []  # pieces of a line that spans blocks
     # read1: one read from the stream below, so a corrupt compressed stream fails only after
     # every line decompressed before the damage was yielded
@@ -541,16 +545,24 @@ def _lines(fh: io.BufferedIOBase, size: int = -1) -> Iterator[bytes]:
             break
         if size > 0:
             size -= len(block)
-        lines = block.split(b"\n")
-        if len(lines) == 1:
+        find = block.find
+        end = find(b"\n")
+        if end < 0:
             pending.append(block)
             continue
+        view = memoryview(block)
         if pending:
-            pending.append(lines[0])
-            lines[0] = b"".join(pending)
+            pending.append(block[:end])
+            yield b"".join(pending)
             pending = []
-        pending.append(lines.pop())
-        yield from lines
+        else:
+            yield view[:end]
+        start = end + 1
+        while (end := find(b"\n", start)) >= 0:
+            yield view[start:end]
+            start = end + 1
+        if start < len(block):
+            pending.append(block[start:])
     last = b"".join(pending)
     if last:
         yield last
@@ -588,8 +600,8 @@ def _jsonl_line(c: _Collector, line: bytes, source: str, max_record_bytes: int) 
     c.add(obj, source, decoded)
 
 
-def _raw_text(raw: str | bytes) -> str:
-    return raw if isinstance(raw, str) else raw.rstrip(b"\r\n").decode("utf-8")
+def _raw_text(raw: str | bytes | memoryview) -> str:
+    return raw if isinstance(raw, str) else bytes(raw).rstrip(b"\r\n").decode("utf-8")
 
 
 def _read_csv(spec: InputSpec, label: str, max_record_bytes: int, batch_size: int) -> Batches:
@@ -773,11 +785,17 @@ def _map_arrow(
 # Writers
 
 
-def write_parquet(df: pl.DataFrame, path: Path, compression: str = "zstd") -> None:
+def write_parquet(df: pl.DataFrame, path: Path, compression: str = "zstd", row_group_size: int | None = None) -> None:
     """Write a part atomically: temp name, then rename (a reader never sees half a file)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    df.write_parquet(tmp, compression=compression, statistics=True)
+    df.write_parquet(tmp, compression=compression, statistics=True, row_group_size=row_group_size)
     os.replace(tmp, path)
+
+
+def row_groups_of(df: pl.DataFrame, target_bytes: int = 4 << 20) -> int:
+    """Rows per row group for ~``target_bytes`` of data each: polars compresses row groups in
+    parallel, and its default (512^2 rows) makes one group of any part, compressed by one thread."""
+    return max(1, int(len(df) * target_bytes / max(1, df.estimated_size())))
 
 
 def column_buffers(values: pl.Series | pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:

@@ -280,6 +280,27 @@ def test_jsonl_lines_longer_than_a_read_block(workdir: Path):
 
 
 @pytest.mark.parametrize("seed", range(3))
+def test_line_splitting_does_not_depend_on_the_read_block(monkeypatch: pytest.MonkeyPatch, seed: int):
+    """_lines yields views into each block and joins lines that straddle blocks: the same lines as
+    bytes.split, whatever the block size (empty lines kept, no empty line after a final newline)."""
+    import io
+    import random
+
+    import curate.io
+
+    rng = random.Random(seed)
+    lines = [b"x" * rng.choice([0, 0, 1, 5, 30, 200]) for _ in range(300)]
+    data = b"\n".join(lines) + rng.choice([b"", b"\n", b"\n\n"])
+    want = data.split(b"\n")
+    if not want[-1]:
+        want.pop()
+    for block in (1, 2, 3, 7, 64, 1000, 1 << 22):
+        monkeypatch.setattr(curate.io, "_BLOCK", block)
+        assert [bytes(line) for line in curate.io._lines(io.BytesIO(data))] == want, block
+        assert [bytes(line) for line in curate.io._lines(io.BytesIO(data + b"tail"), len(data))] == want, block
+
+
+@pytest.mark.parametrize("seed", range(3))
 def test_range_planning_does_not_depend_on_the_scan_block(workdir: Path, monkeypatch: pytest.MonkeyPatch, seed: int):
     """plan_ranges scans in blocks: boundaries and line numbers must not move when lines straddle blocks."""
     import random
