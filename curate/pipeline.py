@@ -49,7 +49,7 @@ from curate.executor import (
     shard_task,
 )
 from curate.gate import GateFailed, evaluate, failure_message
-from curate.io import ByteRange, check_input, scan_input, write_json, write_jsonl, write_parquet
+from curate.io import ByteRange, check_input, row_groups_of, scan_input, write_json, write_jsonl, write_parquet
 from curate.progress import Reporter, make_reporter
 from curate.recipe import Plan
 from curate.registry import BUILTIN_STAGE_MODULES, GlobalStage
@@ -355,7 +355,9 @@ class Runner:
         if shard_rejects:
             merged = pl.concat([pl.read_parquet(p) for p in shard_rejects], how="diagonal_relaxed")
             (self.run_dir / "rejects").mkdir(exist_ok=True)
-            write_parquet(merged, self.run_dir / "rejects" / f"{stage_dir.name}.parquet")
+            # written while the pool is idle: in row groups, so that every core compresses
+            path = self.run_dir / "rejects" / f"{stage_dir.name}.parquet"
+            write_parquet(merged, path, row_group_size=row_groups_of(merged))
         write_json(summary, stage_dir / SUCCESS)
         _remove_scratch(stage_dir)
 
