@@ -42,7 +42,6 @@ import msgspec
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 import xxhash
 from pydantic import BaseModel, ConfigDict
 
@@ -145,6 +144,8 @@ def check_input(spec: InputSpec) -> None:
         except OSError as e:
             raise InputError(f"input file '{f}' cannot be read: {e.strerror or e}.") from None
     if fmt == "parquet":
+        import pyarrow.parquet as pq  # here, not at the top: it loads pyarrow's filesystems and ssl (25 ms)
+
         try:
             schema = pq.read_schema(p)
         except Exception as e:  # pyarrow raises several types for corrupt files
@@ -674,6 +675,8 @@ def _read_text(spec: InputSpec, label: str, max_record_bytes: int, batch_size: i
 
 
 def _read_parquet(spec: InputSpec, label: str, max_record_bytes: int, batch_size: int) -> Batches:
+    import pyarrow.parquet as pq
+
     pf = pq.ParquetFile(spec.path)
     offset = 0
     for rb in pf.iter_batches(batch_size=batch_size):
