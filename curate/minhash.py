@@ -193,12 +193,13 @@ def fill_words(data, length, words):
     worth it because every byte of a text sits in ``ngram`` overlapping
     shingles (20% off word 5-gram hashing).
     """
-    for p in range(length):
+    for i in range(length):
+        p = np.uint64(i)
         words[p] = (
             np.uint32(data[p])
-            | (np.uint32(data[p + 1]) << np.uint32(8))
-            | (np.uint32(data[p + 2]) << np.uint32(16))
-            | (np.uint32(data[p + 3]) << np.uint32(24))
+            | (np.uint32(data[p + np.uint64(1)]) << np.uint32(8))
+            | (np.uint32(data[p + np.uint64(2)]) << np.uint32(16))
+            | (np.uint32(data[p + np.uint64(3)]) << np.uint32(24))
         )
 
 
@@ -207,32 +208,34 @@ def xxh32(data, words, start, end, seed):
     """xxHash32 of data[start:end]; equals xxhash.xxh32_intdigest(bytes, seed).
 
     ``words`` is :func:`fill_words` of ``data`` (covering at least ``end``).
+    Positions are unsigned, as in every kernel here: numba checks each
+    access through a signed index for a negative value (a branch and an
+    add per load; 10-30% of these loops).
     """
     n = end - start
-    p = start
+    p = np.uint64(start)
     seed = np.uint32(seed)
     if n >= 16:
         v1 = np.uint32(seed + _P1 + _P2)
         v2 = np.uint32(seed + _P2)
         v3 = seed
         v4 = np.uint32(seed - _P1)
-        limit = end - 16
-        while p <= limit:
+        for _ in range(n // 16):
             v1 = _round(v1, words[p], _P2, 13, _P1)
-            v2 = _round(v2, words[p + 4], _P2, 13, _P1)
-            v3 = _round(v3, words[p + 8], _P2, 13, _P1)
-            v4 = _round(v4, words[p + 12], _P2, 13, _P1)
-            p += 16
+            v2 = _round(v2, words[p + np.uint64(4)], _P2, 13, _P1)
+            v3 = _round(v3, words[p + np.uint64(8)], _P2, 13, _P1)
+            v4 = _round(v4, words[p + np.uint64(12)], _P2, 13, _P1)
+            p += np.uint64(16)
         h = np.uint32(_rotl32(v1, 1) + _rotl32(v2, 7) + _rotl32(v3, 12) + _rotl32(v4, 18))
     else:
         h = np.uint32(seed + _P5)
     h = np.uint32(h + np.uint32(n))
-    while p + 4 <= end:
+    for _ in range((n & 15) >> 2):
         h = _round(h, words[p], _P3, 17, _P4)
-        p += 4
-    while p < end:
+        p += np.uint64(4)
+    for _ in range(n & 3):
         h = _round(h, np.uint32(data[p]), _P5, 11, _P1)
-        p += 1
+        p += np.uint64(1)
     return _avalanche(h)
 
 
@@ -254,8 +257,8 @@ def xxh32_pair(data, words, a, b, n, seed):
     rounds interleave without a branch between them and the CPU overlaps
     the two dependency chains (one hash is a chain of multiplies).
     """
-    pa = a
-    pb = b
+    pa = np.uint64(a)  # unsigned: no negative-index check on every load
+    pb = np.uint64(b)
     seed = np.uint32(seed)
     if n >= 16:
         a1 = np.uint32(seed + _P1 + _P2)
@@ -266,14 +269,14 @@ def xxh32_pair(data, words, a, b, n, seed):
         for _ in range(n // 16):
             a1 = _round(a1, words[pa], _P2, 13, _P1)
             b1 = _round(b1, words[pb], _P2, 13, _P1)
-            a2 = _round(a2, words[pa + 4], _P2, 13, _P1)
-            b2 = _round(b2, words[pb + 4], _P2, 13, _P1)
-            a3 = _round(a3, words[pa + 8], _P2, 13, _P1)
-            b3 = _round(b3, words[pb + 8], _P2, 13, _P1)
-            a4 = _round(a4, words[pa + 12], _P2, 13, _P1)
-            b4 = _round(b4, words[pb + 12], _P2, 13, _P1)
-            pa += 16
-            pb += 16
+            a2 = _round(a2, words[pa + np.uint64(4)], _P2, 13, _P1)
+            b2 = _round(b2, words[pb + np.uint64(4)], _P2, 13, _P1)
+            a3 = _round(a3, words[pa + np.uint64(8)], _P2, 13, _P1)
+            b3 = _round(b3, words[pb + np.uint64(8)], _P2, 13, _P1)
+            a4 = _round(a4, words[pa + np.uint64(12)], _P2, 13, _P1)
+            b4 = _round(b4, words[pb + np.uint64(12)], _P2, 13, _P1)
+            pa += np.uint64(16)
+            pb += np.uint64(16)
         ha = np.uint32(_rotl32(a1, 1) + _rotl32(a2, 7) + _rotl32(a3, 12) + _rotl32(a4, 18))
         hb = np.uint32(_rotl32(b1, 1) + _rotl32(b2, 7) + _rotl32(b3, 12) + _rotl32(b4, 18))
     else:
@@ -284,13 +287,13 @@ def xxh32_pair(data, words, a, b, n, seed):
     for _ in range((n & 15) >> 2):
         ha = _round(ha, words[pa], _P3, 17, _P4)
         hb = _round(hb, words[pb], _P3, 17, _P4)
-        pa += 4
-        pb += 4
+        pa += np.uint64(4)
+        pb += np.uint64(4)
     for _ in range(n & 3):
         ha = _round(ha, np.uint32(data[pa]), _P5, 11, _P1)
         hb = _round(hb, np.uint32(data[pb]), _P5, 11, _P1)
-        pa += 1
-        pb += 1
+        pa += np.uint64(1)
+        pb += np.uint64(1)
     return _avalanche(ha), _avalanche(hb)
 
 
@@ -300,64 +303,76 @@ def _normalize(data, s, e, table, out, starts):
 
     Token start offsets go to ``starts``, then ``starts[count] = length + 1``
     (so ``starts[i + n] - 1`` ends token ``i + n - 1``). Returns (length, count).
+
+    Positions are unsigned: numba adds a negative-index check to every
+    access through a signed index (a third of this loop's time).
     """
-    o = 0
-    count = 0
-    in_token = False
-    p = s
+    one = np.uint64(1)
+    o = np.uint64(0)
+    count = np.uint64(0)
+    in_token = np.uint64(0)
+    p = np.uint64(s)
+    e = np.uint64(e)
     while p < e:
         b0 = data[p]
-        if b0 < 0x80:  # ASCII fast path: one byte, never standalone
-            if table[b0] == 1:
-                in_token = False
-            else:
-                if not in_token:
-                    if o > 0:
-                        out[o] = 32
-                        o += 1
-                    starts[count] = o
-                    count += 1
-                out[o] = b0
-                o += 1
-                in_token = True
-            p += 1
+        if b0 < 0x80:
+            # ASCII: one byte, a token character or a separator (no ASCII character is
+            # standalone), handled without branches: token boundaries come every few bytes, and
+            # branches on them mispredict. Every store lands where the next byte overwrites it
+            # unless o moves past it.
+            token = one - np.uint64(table[b0])
+            start = token & (one - in_token)
+            out[o] = 32
+            o += start & np.uint64(o > 0)  # the space before every token but the first
+            starts[count] = o
+            count += start
+            out[o] = b0
+            o += token
+            in_token = token
+            p += one
             continue
         if b0 < 0xE0:
-            cp, n = ((b0 & 0x1F) << 6) | (data[p + 1] & 0x3F), 2
+            cp, n = ((b0 & 0x1F) << 6) | (data[p + one] & 0x3F), 2
         elif b0 < 0xF0:
-            cp, n = ((b0 & 0x0F) << 12) | ((data[p + 1] & 0x3F) << 6) | (data[p + 2] & 0x3F), 3
+            cp, n = ((b0 & 0x0F) << 12) | ((data[p + one] & 0x3F) << 6) | (data[p + np.uint64(2)] & 0x3F), 3
         else:
-            cp = ((b0 & 0x07) << 18) | ((data[p + 1] & 0x3F) << 12) | ((data[p + 2] & 0x3F) << 6) | (data[p + 3] & 0x3F)
+            cp = (
+                ((b0 & 0x07) << 18)
+                | ((data[p + one] & 0x3F) << 12)
+                | ((data[p + np.uint64(2)] & 0x3F) << 6)
+                | (data[p + np.uint64(3)] & 0x3F)
+            )
             n = 4
         cls = table[cp] if cp < len(table) else 0
         if cls == 1:
-            in_token = False
+            in_token = np.uint64(0)
         else:
-            if cls == 2 or not in_token:
+            if cls == 2 or in_token == 0:
                 if o > 0:
                     out[o] = 32
-                    o += 1
+                    o += one
                 starts[count] = o
-                count += 1
+                count += one
             for k in range(n):
-                out[o + k] = data[p + k]
-            o += n
-            in_token = cls == 0
-        p += n
-    starts[count] = o + 1
-    return o, count
+                out[o + np.uint64(k)] = data[p + np.uint64(k)]
+            o += np.uint64(n)
+            in_token = np.uint64(1 if cls == 0 else 0)
+        p += np.uint64(n)
+    starts[count] = o + one
+    return np.int64(o), np.int64(count)
 
 
 @nb.njit(cache=True, nogil=True)
 def _char_bounds(buf, length, bounds):
     """Code point start offsets of buf[:length] into ``bounds``; bounds[count] = length. Returns count."""
-    count = 0
-    for p in range(length):
+    count = np.uint64(0)
+    for i in range(length):
+        p = np.uint64(i)
         if (buf[p] & 0xC0) != 0x80:
             bounds[count] = p
-            count += 1
+            count += np.uint64(1)
     bounds[count] = length
-    return count
+    return np.int64(count)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -375,7 +390,7 @@ def shingle_hashes(data, offsets, table, char_mode, ngram):
     bounds = np.empty(2 * max_len + 2, np.int64)
     out = np.empty(max(16, (offsets[n_docs] - offsets[0]) // 2 + n_docs), np.uint32)
     doc_off = np.zeros(n_docs + 1, np.int64)
-    buckets = np.empty((_LENGTH_BINS, _BUCKET_ROWS), np.int32)
+    buckets = np.empty((_LENGTH_BINS, _BUCKET_ROWS), np.uint32)
     fill = np.zeros(_LENGTH_BINS, np.int64)
     gap = 0 if char_mode else 1  # word shingles end before the space that follows their last token
     k = 0
@@ -417,38 +432,43 @@ def _hash_by_length(buf, words, bounds, ngram, gap, count, out, buckets, fill):
     whole shingle kernel. The order of a document's hashes is free: the
     MinHash takes their minimum and the Jaccard check counts them as a set.
     """
-    top = _LENGTH_BINS - 1
+    top = np.uint64(_LENGTH_BINS - 1)
+    g = np.uint64(ngram)
     fill[:] = 0
-    j = 0
-    for i in range(count):
-        n = bounds[i + ngram] - gap - bounds[i]
+    j = np.uint64(0)
+    for k in range(count):
+        i = np.uint64(k)
+        n = np.uint64(bounds[i + g] - gap - bounds[i])
         b = min(n, top)
         f = fill[b]
         buckets[b, f] = i
         f += 1
         if f == _BUCKET_ROWS:
-            j = _hash_bucket(buf, words, bounds, ngram, gap, buckets[b], f, b, b == top, out, j)
+            j = _hash_bucket(buf, words, bounds, g, gap, buckets[b], f, b, b == top, out, j)
             f = 0
         fill[b] = f
-    for b in range(_LENGTH_BINS):
+    for k in range(_LENGTH_BINS):
+        b = np.uint64(k)
         if fill[b]:
-            j = _hash_bucket(buf, words, bounds, ngram, gap, buckets[b], fill[b], b, b == top, out, j)
+            j = _hash_bucket(buf, words, bounds, g, gap, buckets[b], fill[b], b, b == top, out, j)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def _hash_bucket(buf, words, bounds, ngram, gap, rows, f, n, mixed, out, j):
     """Hash the ``f`` shingles listed in ``rows`` (all ``n`` bytes long unless ``mixed``) into out[j:]."""
-    q = 0
+    one = np.uint64(1)
+    q = np.uint64(0)
+    f = np.uint64(f)
     if not mixed:
-        while q + 1 < f:
-            out[j], out[j + 1] = xxh32_pair(buf, words, bounds[rows[q]], bounds[rows[q + 1]], n, 0)
-            q += 2
-            j += 2
+        while q + one < f:
+            out[j], out[j + one] = xxh32_pair(buf, words, bounds[rows[q]], bounds[rows[q + one]], n, 0)
+            q += np.uint64(2)
+            j += np.uint64(2)
     while q < f:
-        i = rows[q]
+        i = np.uint64(rows[q])
         out[j] = xxh32(buf, words, bounds[i], bounds[i + ngram] - gap, 0)
-        q += 1
-        j += 1
+        q += one
+        j += one
     return j
 
 
@@ -484,16 +504,17 @@ def minhash_signatures(hashes, doc_off, a, b):
     mixed = np.empty(_SHINGLES_PER_PASS, np.uint32)
     for d in range(n_docs):
         row = sig[d]
-        end = doc_off[d + 1]
+        end = np.uint64(doc_off[d + 1])
         for i in range(doc_off[d], end, _SHINGLES_PER_PASS):
             for u in range(_SHINGLES_PER_PASS):
-                mixed[u] = _fmix32(hashes[min(i + u, end - 1)])
-            for k in range(num_perm):
+                mixed[np.uint64(u)] = _fmix32(hashes[min(np.uint64(i + u), end - np.uint64(1))])
+            for kk in range(num_perm):
+                k = np.uint64(kk)
                 ak = a[k]
                 bk = b[k]
                 v = row[k]
                 for u in range(_SHINGLES_PER_PASS):
-                    v = min(v, np.uint32(ak * mixed[u] + bk))
+                    v = min(v, np.uint32(ak * mixed[np.uint64(u)] + bk))
                 row[k] = v
     return sig
 
