@@ -267,7 +267,6 @@ class MinHashDedup(GlobalStage):
     ) -> pl.DataFrame:
         """One row per record in a cluster of 2+: its cluster (the kept id), whether it is kept, and
         its exact shingle Jaccard with the kept record."""
-
         frame = cluster_members(base, labels, self.keep)
         mine = np.searchsorted(nodes, frame["node"].to_numpy())
         theirs = np.searchsorted(nodes, frame["winner"].to_numpy())
