@@ -208,35 +208,10 @@ def xxh32(data, words, start, end, seed):
     """xxHash32 of data[start:end]; equals xxhash.xxh32_intdigest(bytes, seed).
 
     ``words`` is :func:`fill_words` of ``data`` (covering at least ``end``).
-    Positions are unsigned, as in every kernel here: numba checks each
-    access through a signed index for a negative value (a branch and an
-    add per load; 10-30% of these loops).
+    :func:`xxh32_pair` of one input twice: inlined, the compiler folds the
+    two identical chains into one.
     """
-    n = end - start
-    p = np.uint64(start)
-    seed = np.uint32(seed)
-    if n >= 16:
-        v1 = np.uint32(seed + _P1 + _P2)
-        v2 = np.uint32(seed + _P2)
-        v3 = seed
-        v4 = np.uint32(seed - _P1)
-        for _ in range(n // 16):
-            v1 = _round(v1, words[p], _P2, 13, _P1)
-            v2 = _round(v2, words[p + np.uint64(4)], _P2, 13, _P1)
-            v3 = _round(v3, words[p + np.uint64(8)], _P2, 13, _P1)
-            v4 = _round(v4, words[p + np.uint64(12)], _P2, 13, _P1)
-            p += np.uint64(16)
-        h = np.uint32(_rotl32(v1, 1) + _rotl32(v2, 7) + _rotl32(v3, 12) + _rotl32(v4, 18))
-    else:
-        h = np.uint32(seed + _P5)
-    h = np.uint32(h + np.uint32(n))
-    for _ in range((n & 15) >> 2):
-        h = _round(h, words[p], _P3, 17, _P4)
-        p += np.uint64(4)
-    for _ in range(n & 3):
-        h = _round(h, np.uint32(data[p]), _P5, 11, _P1)
-        p += np.uint64(1)
-    return _avalanche(h)
+    return xxh32_pair(data, words, start, start, end - start, seed)[0]
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -256,8 +231,11 @@ def xxh32_pair(data, words, a, b, n, seed):
     Two inputs of one length take the same path through xxh32, so their
     rounds interleave without a branch between them and the CPU overlaps
     the two dependency chains (one hash is a chain of multiplies).
+    Positions are unsigned, as in every kernel here: numba checks each
+    access through a signed index for a negative value (a branch and an
+    add per load; 10-30% of these loops).
     """
-    pa = np.uint64(a)  # unsigned: no negative-index check on every load
+    pa = np.uint64(a)
     pb = np.uint64(b)
     seed = np.uint32(seed)
     if n >= 16:
