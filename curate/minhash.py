@@ -527,17 +527,18 @@ def bucket_edges(band_keys, nodes):
     size = 16
     while size < 2 * n:
         size *= 2
-    mask = size - 1
+    mask = np.uint64(size - 1)
     slot_key = np.empty(size, np.uint64)
     slot_node = np.full(size, -1, np.int64)
     roots = np.empty(n, np.int64)
     members = np.empty(n, np.int64)
     m = 0
-    for i in range(n):
+    for ii in range(n):
+        i = np.uint64(ii)
         key = band_keys[i]
-        j = np.int64(key & np.uint64(mask))
+        j = key & mask
         while slot_node[j] >= 0 and slot_key[j] != key:
-            j = (j + 1) & mask
+            j = (j + np.uint64(1)) & mask
         if slot_node[j] < 0:
             slot_key[j] = key
             slot_node[j] = nodes[i]
@@ -574,7 +575,7 @@ def pair_jaccard(hashes, off, u, v):
         union = 0
         for side, d in ((1, u[i]), (2, v[i])):
             for k in range(off[d], off[d + 1]):
-                h = hashes[k]
+                h = hashes[np.uint64(k)]
                 j = np.uint32(h * np.uint32(0x9E3779B1)) & mask
                 while slot_stamp[j] == stamp and slot_hash[j] != h:
                     j = (j + np.uint32(1)) & mask
