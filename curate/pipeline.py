@@ -75,14 +75,25 @@ class Runner:
 
     # -- preparation ---------------------------------------------------------
 
-    def prepare(self) -> dict[str, Any]:
-        """Check inputs and the run directory before any work; returns the manifest."""
+    def check(self) -> None:
+        """Fail fast, before any process starts: inputs missing, unreadable or without the
+        fields the recipe names, or a run directory that holds another recipe's run."""
         labels = [spec.path for spec in self.recipe.input]
         dupes = {label for label in labels if labels.count(label) > 1}
         if dupes:
             raise RecipeError(f"input: {sorted(dupes)} listed more than once; each input is read once.")
         for spec in self.recipe.input:
             check_input(spec)
+        path = self.run_dir / "manifest.json"
+        if not self.force and path.exists():
+            if json.loads(path.read_text()).get("plan_fingerprint") != self.plan.fingerprint():
+                raise RecipeError(
+                    f"run directory '{self.run_dir}' holds a run of a different recipe (stages, inputs mapping or "
+                    f"shard settings changed). Use --force to start over, or set output.run_dir to a new directory."
+                )
+
+    def prepare(self) -> dict[str, Any]:
+        """Fingerprint and plan the inputs (after :meth:`check`), and write the manifest."""
         scans = [scan_input(spec, self.recipe.run.split_bytes) for spec in self.recipe.input]
         self._ranges = {spec.path: ranges for spec, (_, ranges) in zip(self.recipe.input, scans)}
         manifest = {
@@ -102,11 +113,6 @@ class Runner:
             shutil.rmtree(self.run_dir)
         if path.exists():
             old = json.loads(path.read_text())
-            if old.get("plan_fingerprint") != manifest["plan_fingerprint"]:
-                raise RecipeError(
-                    f"run directory '{self.run_dir}' holds a run of a different recipe (stages, inputs mapping or "
-                    f"shard settings changed). Use --force to start over, or set output.run_dir to a new directory."
-                )
             if old.get("inputs") != manifest["inputs"]:
                 raise InputError(
                     f"inputs changed since the run in '{self.run_dir}' started; resuming would mix data. "
@@ -127,9 +133,10 @@ class Runner:
         t0 = time.perf_counter()
         builtin = [type(s).__module__ for s in self.plan.stages if type(s).__module__ in BUILTIN_STAGE_MODULES]
         preload = tuple(dict.fromkeys([*builtin, *(m for s in self.plan.stages for m in s.preload)]))
+        self.check()
         with LocalExecutor(self.workers, self.recipe.plugins, preload) as ex:
             # the pool's processes start in the background (most of a second of imports and
-            # kernel loading, on another core) while this process checks and plans the inputs
+            # kernel loading, on another core) while this process fingerprints and plans the inputs
             ex.start()
             manifest = self.prepare()
             dirs = self.plan.stage_dirs()
