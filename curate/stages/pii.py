@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import polars as pl
@@ -12,10 +13,17 @@ from pydantic import Field, PrivateAttr, model_validator
 
 from curate.errors import CurateError, did_you_mean
 from curate.pii import operators as ops
-from curate.pii.engine import DEFAULT_SPACY_MODEL, analyze, build_engine, load_profile
-from curate.pii.leak import find_leaks
+from curate.pii.engine import DEFAULT_SPACY_MODEL, Span, analyze, build_engine, load_profile
+from curate.pii.leak import Leak, find_leaks
 from curate.records import append_audit, with_reason
 from curate.registry import Split, Stage, stage
+
+
+@dataclass
+class Scrubbed:
+    text: str  # the scrubbed text
+    spans: list[Span]  # what was detected in the original
+    leaks: list[Leak]  # what the leak gate still finds in ``text``
 
 
 class PiiLeakError(CurateError):
@@ -100,6 +108,28 @@ class PiiScrub(Stage):
             )
         return self
 
+    def resources(self) -> dict[str, str]:
+        """Profile files, detector models and the salt's check value decide the output too."""
+        import hashlib
+        import hmac
+        from pathlib import Path
+
+        from curate.pii.engine import profile_files
+        from curate.pii.train import resolve_detector
+
+        out = {}
+        for path in profile_files(self.profile):
+            out[f"profile:{path.name}"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        for det in load_profile(self.profile).detectors:
+            folder = resolve_detector(det["model"])
+            digest = hashlib.sha256()
+            for f in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+                digest.update(f.relative_to(folder).as_posix().encode() + b"\0" + f.read_bytes())
+            out[f"detector:{det['model']}"] = digest.hexdigest()
+        if self._salt:
+            out["salt_check"] = hmac.new(self._salt, b"curate salt check", hashlib.sha256).hexdigest()[:16]
+        return out
+
     def _operator_map(self, profile) -> dict[str, str]:
         out = {e: self.operator or profile.operators.get(e, profile.default_operator) for e in profile.entities}
         out.update(self.operators)
@@ -119,17 +149,15 @@ class PiiScrub(Stage):
             for cat, words in profile.special_categories.items()
         }
 
-    def process(self, batch: pl.DataFrame) -> Split:
+    def scrub(self, texts: list[str], shift_keys: list[str]) -> list[Scrubbed]:
+        """Detect, transform, and run the leak gate on each text (the stage's work without the batch)."""
         if self._engine is None:
             self.setup()
         from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
 
-        texts = batch["text"].to_list()
         spans = analyze(self._engine, texts, self.score_threshold, self.chunk_chars, batch_size=self.batch_size)
         ops_map = self._operator_map(self._engine.profile)
-        shift_keys = self._shift_keys(batch)
-        new_texts, pii_json, review, leaks = [], [], [], []
-        counters: Counter = Counter()
+        out = []
         for text, found, shift_key in zip(texts, spans, shift_keys):
             if found:
                 configs = {
@@ -140,11 +168,23 @@ class PiiScrub(Stage):
                     for e in {s.entity for s in found}
                 }
                 results = [RecognizerResult(s.entity, s.start, s.end, s.score) for s in found]
-                out = self._anonymizer.anonymize(text=text, analyzer_results=results, operators=configs)
-                new_text = out.text
-                inserted = [(item.start, item.end) for item in out.items]
+                res = self._anonymizer.anonymize(text=text, analyzer_results=results, operators=configs)
+                new_text, inserted = res.text, [(item.start, item.end) for item in res.items]
             else:
                 new_text, inserted = text, []
+            leaks = find_leaks(new_text, inserted) if self.leak_gate != "off" else []
+            out.append(Scrubbed(new_text, found, leaks))
+        return out
+
+    def process(self, batch: pl.DataFrame) -> Split:
+        texts = batch["text"].to_list()
+        results = self.scrub(texts, self._shift_keys(batch))
+        spans = [r.spans for r in results]
+        ops_map = self._operator_map(self._engine.profile)
+        new_texts, pii_json, review, leaks = [], [], [], []
+        counters: Counter = Counter()
+        for res in results:
+            found, new_text, record_leaks = res.spans, res.text, res.leaks
             counts: dict[str, dict[str, int]] = {}
             for s in found:
                 op = ops_map.get(s.entity, "placeholder")
@@ -154,7 +194,6 @@ class PiiScrub(Stage):
             cats = sorted(c for c, rx in self._review.items() if rx.search(new_text))
             for c in cats:
                 counters[f"review.{c}"] += 1
-            record_leaks = find_leaks(new_text, inserted) if self.leak_gate != "off" else []
             for leak in record_leaks:
                 counters[f"leak.{leak.entity}"] += 1
             new_texts.append(new_text)
