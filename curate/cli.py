@@ -361,6 +361,109 @@ for _verb, _stage in (
 
 
 @main.group()
+def pii() -> None:
+    """Measure the PII scrubber on labelled data, and train detectors from labelled spans."""
+
+
+def _label_map(value: str | None) -> dict[str, str | None] | None:
+    """--label-map: a shipped map's name (meddocan, wnut17, deidgate), a JSON/YAML file, or inline JSON."""
+    if not value:
+        return None
+    from pathlib import Path
+
+    import yaml
+
+    from curate.pii.evaluate import LABEL_MAPS
+
+    if value in LABEL_MAPS:
+        return LABEL_MAPS[value]
+    try:
+        data = yaml.safe_load(Path(value).read_text(encoding="utf-8")) if Path(value).exists() else json.loads(value)
+    except (ValueError, yaml.YAMLError) as e:
+        raise CurateError(
+            f"--label-map: neither a file nor JSON ({e}). Shipped maps: {', '.join(LABEL_MAPS)}"
+        ) from None
+    if not isinstance(data, dict):
+        raise CurateError("--label-map must map each source label to an entity type (or null: not an identifier)")
+    return data
+
+
+@pii.command("train")
+@click.argument("labelled", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--out", required=True, help="Folder to write the detector to (a spaCy pipeline + detector.json).")
+@click.option("--lang", required=True, help="Language code of the texts (es, de, en, ...): picks spaCy's tokenizer.")
+@click.option(
+    "--label-map", help="Source label -> entity type: a shipped map (meddocan, wnut17, deidgate), a file or JSON."
+)
+@click.option("--held-out", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Labelled file(s) to measure on; default: 10% of LABELLED set aside.")  # fmt: skip
+@click.option("--epochs", type=click.IntRange(1, 200), default=12, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@_handle_errors
+def pii_train(labelled, out, lang, label_map, held_out, epochs, seed) -> None:
+    """Train a PII detector from labelled spans and report its held-out precision/recall.
+
+    LABELLED is JSONL, one {"text", "spans": [{"start", "end", "type"}]} per line. Use the
+    detector in a profile next to the rule-based recognizers:
+    `detectors: [{model: OUT, languages: [LANG]}]`.
+
+    \b
+    Example:
+      curate pii train notes.jsonl --lang es --label-map meddocan -o models/es_notes
+    """
+    from curate.pii.train import train_detector
+
+    meta = train_detector(
+        list(labelled), out, lang, _label_map(label_map), list(held_out) or None, epochs=epochs, seed=seed,
+        log=click.echo,
+    )  # fmt: skip
+    h = meta["held_out"]
+    click.echo(
+        f"held out ({meta['held_out_documents']} documents): P {h['precision']:.3f} R {h['recall']:.3f} F {h['f']:.3f}"
+    )
+    for label, s in h["by_type"].items():
+        click.echo(f"  {label:24s} P {s['precision']:.3f} R {s['recall']:.3f}")
+    click.echo(f"saved to {out}")
+
+
+@pii.command("eval")
+@click.argument("labelled", type=click.Path(exists=True, dir_okay=False))
+@click.option("--profile", default="hipaa", show_default=True, help="Profile name or YAML path.")
+@click.option(
+    "--label-map", help="Source label -> entity type: a shipped map (meddocan, wnut17, deidgate), a file or JSON."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+@_handle_errors
+def pii_eval(labelled, profile, label_map, as_json) -> None:
+    """Scrub labelled documents and measure what was removed and what was kept.
+
+    Identifier tokens removed (per type) and ordinary tokens kept, on the scrubbed output,
+    plus span precision/recall of the detections. See curate/pii/evaluate.py for the measure.
+
+    \b
+    Example:
+      curate pii eval ../shared/pii-eval/deidgate_seed.jsonl --label-map deidgate --profile hipaa
+    """
+    from curate.pii.evaluate import evaluate, read_labelled
+    from curate.stages.pii import PiiScrub
+
+    docs = read_labelled(labelled, _label_map(label_map))
+    results = PiiScrub(profile=profile).scrub([d.text for d in docs], [d.id for d in docs])
+    outputs = [None if r.leaks else r.text for r in results]
+    res = evaluate(docs, outputs, [[(s.start, s.end, s.entity) for s in r.spans] for r in results])
+    if as_json:
+        click.echo(json.dumps(res, indent=2))
+        return
+    click.echo(
+        f"{res['docs']} documents ({res['withheld']} withheld by the leak gate): identifier tokens removed "
+        f"{res['removed']}, ordinary tokens kept {res['ordinary_kept']}, structured removed {res['structured_removed']}"
+    )
+    click.echo(f"spans: precision {res['spans']['precision']}, recall {res['spans']['recall']}")
+    for entity, ratio in res["removed_by_type"].items():
+        click.echo(f"  {entity:24s} removed {ratio}  ({res['tokens_by_type'][entity]} tokens)")
+
+
+@main.group()
 def lexicon() -> None:
     """Work with rewrite lexicons (lexicons/*.csv)."""
 
