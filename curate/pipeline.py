@@ -88,8 +88,9 @@ class Runner:
         if not self.force and path.exists():
             if json.loads(path.read_text()).get("plan_fingerprint") != self.plan.fingerprint():
                 raise RecipeError(
-                    f"run directory '{self.run_dir}' holds a run of a different recipe (stages, inputs mapping or "
-                    f"shard settings changed). Use --force to start over, or set output.run_dir to a new directory."
+                    f"run directory '{self.run_dir}' holds a run of a different recipe (stages, inputs mapping, "
+                    f"shard settings, or a file or secret a stage reads, such as a PII profile, detector model or "
+                    f"salt, changed). Use --force to start over, or set output.run_dir to a new directory."
                 )
 
     def prepare(self) -> dict[str, Any]:

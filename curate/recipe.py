@@ -115,7 +115,10 @@ class Plan(BaseModel):
         r = self.recipe
         canon = {
             "input": [i.model_dump() for i in r.input],
-            "stages": [{"stage": s.name, "version": s.version, **s.model_dump(mode="json")} for s in self.stages],
+            "stages": [
+                {"stage": s.name, "version": s.version, **s.model_dump(mode="json"), "resources": s.resources()}
+                for s in self.stages
+            ],
             "seed": r.seed,
             "shard_size": r.run.shard_size,
             "max_record_bytes": r.run.max_record_bytes,

@@ -88,6 +88,12 @@ class Stage(BaseModel):
     def setup(self) -> None:
         """Load heavy resources. Called once per worker before the first batch."""
 
+    def resources(self) -> dict[str, str]:
+        """What decides this stage's output beyond its parameters, as hashes: the content of files
+        it reads (profiles, models) and keyed check values of secrets (never the secret). Part of
+        the run's fingerprint, so a resume after one of them changed is refused."""
+        return {}
+
     def process(self, batch: pl.DataFrame) -> Split:  # pragma: no cover - abstract
         raise NotImplementedError
 
