@@ -88,13 +88,18 @@ def test_partial_spans_widen_to_the_whole_identifier():
 @pytest.mark.slow
 def test_records_are_routed_by_language():
     engine = build_engine("gdpr")
-    assert engine.detect_language("Paciente de 70 años que ingresa por dolor abdominal y fiebre de tres días.") == "es"
-    assert engine.detect_language("Die Patientin stellte sich mit Fieber und Husten in der Notaufnahme vor.") == "de"
-    assert engine.detect_language("Patient presented with fever and cough for three days before admission.") == "en"
-    assert engine.detect_language("ok thx") == "en"  # too short to tell: the default language
-    # the English NER does not run on German text (capitalised nouns are not names there)
-    german = "Die Patientin erhielt Ampicillin. Die Entlassung erfolgte in gutem Allgemeinzustand."
+    spanish = "Paciente de 70 años que ingresa por dolor abdominal y fiebre de tres días de evolución, sin otros antecedentes de interés."
+    german = "Die Patientin stellte sich mit Fieber und Husten in der Notaufnahme vor. Die Entlassung erfolgte am Folgetag nach Hause."
+    english = "Patient presented with fever and cough for three days before admission and was discharged the next day."
+    assert engine.detect_language(spanish) == "es"
+    assert engine.detect_language(german) == "de"
+    assert engine.detect_language(english) == "en"
+    # too short to tell (an English sentence with foreign names reads as Dutch): the default language
+    assert engine.detect_language("We'll meet vrijdag at Galijn & van der Zijl") == "en"
+    # the English NER and capitalised-word rule do not run on German text, whose nouns are all capitalised
     assert PiiScrub(profile="gdpr").scrub([german], ["r"])[0].text == german
+    short = "Die Patientin erhielt Ampicillin. Die Entlassung erfolgte in gutem Allgemeinzustand."
+    assert PiiScrub(profile="gdpr").scrub([short], ["r"])[0].text == short
 
 
 @pytest.mark.slow
@@ -120,7 +125,17 @@ def test_german_letter_is_scrubbed_by_the_language_independent_recognizers():
         "am 3. Februar 2021 in die Notaufnahme."
     )
     out = PiiScrub(profile="gdpr").scrub([text], ["r"])[0].text
-    for value in ["Hildegard", "Schulze", "14.07", "Lindenweg", "79100", "Freiburg", "K123456789", "270-12345", "Februar"]:
+    for value in [
+        "Hildegard",
+        "Schulze",
+        "14.07",
+        "Lindenweg",
+        "79100",
+        "Freiburg",
+        "K123456789",
+        "270-12345",
+        "Februar",
+    ]:
         assert value not in out, (value, out)
     assert "Notaufnahme" in out and "Patientin" in out
 
@@ -145,7 +160,9 @@ def test_label_map_maps_ignores_and_refuses_unknown_labels(tmp_path):
 
 
 def test_token_measure_counts_removed_identifiers_and_kept_ordinary_words():
-    doc = LabelledDoc("d", "Patient Maria Lopez seen on 03/14/2024 in clinic.", [(8, 19, "PERSON"), (28, 38, "DATE_TIME")])
+    doc = LabelledDoc(
+        "d", "Patient Maria Lopez seen on 03/14/2024 in clinic.", [(8, 19, "PERSON"), (28, 38, "DATE_TIME")]
+    )
     perfect = evaluate([doc], ["Patient [NAME] seen on 2024 in clinic."])
     assert perfect["removed"] == 1.0 and perfect["ordinary_kept"] == 1.0  # the year alone may stay
     leaky = evaluate([doc], ["Patient Maria [NAME] seen on [DATE] in clinic."])

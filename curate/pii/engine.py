@@ -191,6 +191,11 @@ def _check_recognizer(rec: dict[str, Any], where: str) -> None:
         raise RecipeError(
             f"PII profile '{where}': recognizer '{name}': unknown validator '{v}'.{did_you_mean(v, VALIDATORS)}"
         )
+    if rec.get("prefilter"):
+        try:
+            re.compile(rec["prefilter"])
+        except re.error as e:
+            raise RecipeError(f"PII profile '{where}': recognizer '{name}': bad prefilter regex: {e}") from None
     for pat in rec["patterns"]:
         try:
             regex.compile(pat["regex"])
@@ -225,6 +230,12 @@ class Engine:
     languages: list[str] = field(default_factory=lambda: ["en"])
     detect_language: Any = None  # text -> language code (None with one language)
     detectors: list[tuple[Any, set[str], float]] = field(default_factory=list)  # (spaCy nlp, languages, score)
+    inline_detectors: dict[str, Any] = field(default_factory=dict)  # language -> the detector that is its pipeline
+
+
+@dataclass
+class _Inline:
+    nlp: Any
 
 
 # spaCy NER pipelines by language: names and places come from these where a language has one.
@@ -289,7 +300,10 @@ def build_engine(profile_name: str, spacy_model: str = DEFAULT_SPACY_MODEL) -> E
                 ) from None
             ner_languages.append(lang)
         else:
-            pipelines[lang] = spacy.blank(lang)
+            # tokens only (recognizers read the text): spaCy's multi-language tokenizer, shared, since
+            # a language's own can take seconds to load (French: its exception table) for nothing
+            pipelines[lang] = blank = pipelines.get("xx") or spacy.blank("xx")
+            pipelines["xx"] = blank
     nlp_engine.nlp = pipelines
 
     registry = RecognizerRegistry(supported_languages=languages)
@@ -324,8 +338,18 @@ def build_engine(profile_name: str, spacy_model: str = DEFAULT_SPACY_MODEL) -> E
     for det in profile.detectors:
         from curate.pii.train import resolve_detector
 
-        path = resolve_detector(det["model"])
-        detectors.append((spacy.load(path), set(det.get("languages") or languages), float(det.get("score", 0.85))))
+        nlp = spacy.load(resolve_detector(det["model"]))
+        det_langs = set(det.get("languages") or languages)
+        # A detector is the pipeline of a language that has no NER of its own: the text is then
+        # tokenized once, and its entities come with the Presidio artifacts.
+        for lang in sorted(det_langs):
+            if lang in pipelines and lang not in ner_languages and not isinstance(pipelines[lang], _Inline):
+                pipelines[lang] = _Inline(nlp)
+        detectors.append((nlp, det_langs, float(det.get("score", 0.85))))
+    pipelines.pop("xx", None)
+    nlp_engine.nlp = {lang: (p.nlp if isinstance(p, _Inline) else p) for lang, p in pipelines.items()}
+    nlp_engine.ner_languages = frozenset(ner_languages)
+    inline = {lang: p.nlp for lang, p in pipelines.items() if isinstance(p, _Inline)}
     return Engine(
         analyzer=analyzer,
         nlp_engine=nlp_engine,
@@ -334,12 +358,16 @@ def build_engine(profile_name: str, spacy_model: str = DEFAULT_SPACY_MODEL) -> E
         languages=languages,
         detect_language=_language_detector(languages, profile.default_language) if len(languages) > 1 else None,
         detectors=detectors,
+        inline_detectors=inline,
     )
 
 
+_WORDS = re.compile(r"[^\W\d_]+")
+
+
 def _language_detector(languages: list[str], default: str) -> Any:
-    """Text -> one of ``languages``, by lingua on the first 1,000 characters. A text lingua is not
-    sure of (short posts, lists of numbers) goes to ``default``: its pipeline has the statistical
+    """Text -> one of ``languages``, by lingua on the first 1,000 characters. A short text (under
+    120 characters) with English function words, or one lingua is not sure of, goes to ``default``: its pipeline has the statistical
     NER, and the language-independent recognizers run on every language anyway."""
     from lingua import IsoCode639_1, LanguageDetectorBuilder
 
@@ -352,12 +380,20 @@ def _language_detector(languages: list[str], default: str) -> Any:
     from lingua import Language
 
     langs = [Language.from_iso_code_639_1(c) for c in by_code]
-    detector = LanguageDetectorBuilder.from_languages(*langs).build()
+    # low accuracy mode: trigram models only, loaded in a fraction of the time, and as good as the
+    # full models on samples of a few hundred characters (short texts go to the default anyway)
+    detector = LanguageDetectorBuilder.from_languages(*langs).with_low_accuracy_mode().build()
+    from spacy.lang.en.stop_words import STOP_WORDS as english_stop
 
     def detect(text: str) -> str:
         sample = text[:1000]
-        if len(sample) < 40:
-            return default
+        if len(sample) < 120 and default == "en":
+            # A sentence or two: lingua often takes English with foreign names for another language
+            # ("We'll meet vrijdag at Galijn & van der Zijl": Dutch), which would cost it the English
+            # NER. It stays English unless English function words are missing.
+            words = _WORDS.findall(sample.lower())
+            if not words or sum(w in english_stop for w in words) >= 0.2 * len(words):
+                return default
         values = detector.compute_language_confidence_values(sample)
         if not values or values[0].value < 0.8:
             return default
@@ -367,13 +403,50 @@ def _language_detector(languages: list[str], default: str) -> Any:
 
 
 _DATE_LIKE = re.compile(r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}")
+_AMOUNT = re.compile(r"\d{1,3}(?:[.,]\d{3})+")  # "169.000", "1,250,000"
+
+
+# Digit runs that could hold a phone number (7 or more characters of digits and separators). Only
+# these go to libphonenumber: its matcher over a whole clinical note, once per region, cost more
+# than the rest of the analysis together.
+_PHONE_CANDIDATE = re.compile(r"(?<![\w+])(?:\+|00)?\(?\d[\d \t().\/-]{5,24}\d(?:\s?(?:x|ext\.?)\s?\d{1,5})?(?!\w)")
+
+
+def find_phone_numbers(text: str, regions: list[str] | tuple[str, ...]) -> list[tuple[int, int]]:
+    """(start, end) of each number libphonenumber finds valid for one of ``regions``."""
+    import phonenumbers
+
+    found: list[tuple[int, int]] = []
+    for m in _PHONE_CANDIDATE.finditer(text):
+        raw = m.group()
+        if _DATE_LIKE.fullmatch(raw) or _AMOUNT.fullmatch(raw) or not 7 <= sum(c.isdigit() for c in raw) <= 17:
+            continue
+        if any(_valid_in(raw, region) for region in regions):
+            found.append(m.span())
+            continue
+        # two numbers in a row, or a number with a tail: the matcher splits them (on this run only)
+        spans: set[tuple[int, int]] = set()
+        for region in regions:
+            for pm in phonenumbers.PhoneNumberMatcher(raw, region, leniency=phonenumbers.Leniency.VALID):
+                if not _DATE_LIKE.fullmatch(pm.raw_string):
+                    spans.add((m.start() + pm.start, m.start() + pm.end))
+        found.extend(sorted(spans))
+    return found
+
+
+def _valid_in(raw: str, region: str) -> bool:
+    import phonenumbers
+
+    try:
+        return phonenumbers.is_valid_number(phonenumbers.parse(raw, region))
+    except phonenumbers.NumberParseException:
+        return False
 
 
 def _phone_recognizer(regions: list[str], lang: str) -> Any:
     """Phone numbers of every listed region, found and validated by Google's libphonenumber
     (``phonenumbers``): national formats ("030/12345678", "06 12 34 56 78", "4158675309") and
     international ones ("+44 20 7946 0958"), whatever the separators."""
-    import phonenumbers
     from presidio_analyzer import EntityRecognizer, RecognizerResult
 
     class PhoneNumbersRecognizer(EntityRecognizer):
@@ -381,13 +454,7 @@ def _phone_recognizer(regions: list[str], lang: str) -> Any:
             pass
 
         def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list:
-            found: dict[tuple[int, int], RecognizerResult] = {}
-            for region in regions:
-                for m in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID):
-                    if _DATE_LIKE.fullmatch(m.raw_string):
-                        continue  # "03.02.2021" is a valid German number and a date: the date recognizers type it
-                    found.setdefault((m.start, m.end), RecognizerResult("PHONE_NUMBER", m.start, m.end, 0.7))
-            return list(found.values())
+            return [RecognizerResult("PHONE_NUMBER", s, e, 0.7) for s, e in find_phone_numbers(text, regions)]
 
     return PhoneNumbersRecognizer(
         supported_entities=["PHONE_NUMBER"], name=f"phonenumbers_{lang}", supported_language=lang
@@ -463,8 +530,9 @@ def _name_list_recognizer(lang: str = "en") -> Any:
         r"|(?<![\p{L}])(\p{Lu}{3,})(?:[ ]\p{Lu}[\p{Lu}'’-]*\p{Lu}){1,2}(?![\p{L}])"
     )
     surname = regex.compile(r"[ ](\p{L}[\p{L}'’-]{2,})(?![\p{L}])")
-    single = regex.compile(r"(?<![\p{L}@#])(\p{L}[\p{Ll}]{2,})(?![\p{L}])" if lang == "en" else
-                           r"(?<![\p{L}@#])(\p{Lu}[\p{Ll}]{2,})(?![\p{L}])")  # fmt: skip
+    # A first name alone only in English: the test that it is no common word is an English
+    # dictionary ("Durante", "Mercedes", "Dolores" are words in Spanish).
+    single = regex.compile(r"(?<![\p{L}@#])(\p{L}[\p{Ll}]{2,})(?![\p{L}])") if lang == "en" else None
 
     class NameListRecognizer(EntityRecognizer):
         def load(self) -> None:
@@ -476,7 +544,7 @@ def _name_list_recognizer(lang: str = "en") -> Any:
                 for m in candidate.finditer(text)
                 if (m.group(1) or m.group(2).title()) in known
             ]
-            for m in single.finditer(text):
+            for m in single.finditer(text) if single is not None else ():
                 if m.group(1).title() in alone:
                     end = m.end()
                     nxt = surname.match(text, end)
@@ -563,6 +631,7 @@ def _capitalized_word_recognizer() -> Any:
     from spacy.lang.en.stop_words import STOP_WORDS
 
     word = regex.compile(r"(?<![\p{L}\d@#_/.])(\p{Lu}\p{Ll}{2,})(?![\p{L}\d_]|\.\w)")
+    lower_word = regex.compile(r"\b\p{L}+\b")
 
     @functools.lru_cache(maxsize=65536)
     def unknown(w: str) -> bool:
@@ -579,6 +648,11 @@ def _capitalized_word_recognizer() -> Any:
             pass
 
         def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list:
+            # short foreign texts reach the English pipeline (too short to route): their nouns
+            # ("Die Entlassung erfolgte") are no English words either, so English has to show
+            words = lower_word.findall(text)
+            if words and sum(w.lower() in STOP_WORDS for w in words) < 0.05 * len(words):
+                return []
             return [RecognizerResult("PERSON", m.start(), m.end(), 0.45) for m in word.finditer(text) if unknown(m[1])]
 
     return CapitalizedWordRecognizer(supported_entities=["PERSON"], name="capitalized_word", supported_language="en")
@@ -637,19 +711,43 @@ def _window_enhancer() -> Any:
 
 
 # Presidio recognizers whose regexes scan every position of every text, with a cheap
-# test that any match needs: without it the recognizer is skipped. UrlRecognizer's
-# patterns (``[a-z0-9.-]{1,253}[.]`` + a TLD, tried at each character) cost more than
-# all other recognizers together on short texts; every match has a character of
-# that class, a dot, and the TLD's first letter in a row.
-PREFILTERS = {"UrlRecognizer": r"(?i)[a-z0-9.\-]\.[a-z]"}
+# test that any match needs: without it the recognizer is skipped.
+PREFILTERS = {
+    "IpRecognizer": r"\d\.\d|[0-9A-Fa-f]:[0-9A-Fa-f]|::",
+    "IbanRecognizer": r"[A-Z]{2}\d{2}",
+    "CreditCardRecognizer": r"\d{4}",
+    "MacAddressRecognizer": r"[0-9A-Fa-f]{2}[:.-][0-9A-Fa-f]{2}",
+}
+# UrlRecognizer's patterns (``[a-z0-9.-]{1,253}[.]`` + a TLD, tried at each character) cost more
+# than all other recognizers together, and the cheap test above passes on every long note ("1.5
+# mg", "i.v."). No URL holds whitespace, so it runs on the whitespace-delimited tokens that have a
+# dot before a letter, each on its own (the same matches, offsets moved back).
+# The same for e-mail addresses, on tokens with an "@".
+_TOKEN_FILTERS = {
+    "UrlRecognizer": re.compile(r"\S*[A-Za-z0-9-]\.[A-Za-z]{2}\S*"),
+    "EmailRecognizer": re.compile(r"\S+@\S+"),
+}
 
 
 def _with_prefilter(recognizer: Any) -> Any:
+    analyze = recognizer.analyze
+    token_of = _TOKEN_FILTERS.get(type(recognizer).__name__)
+    if token_of is not None:
 
+        def by_token(text: str, entities: list[str], nlp_artifacts: Any = None, *args: Any, **kwargs: Any) -> list:
+            out = []
+            for m in token_of.finditer(text):
+                for r in analyze(m.group(), entities, nlp_artifacts, *args, **kwargs):
+                    r.start, r.end = r.start + m.start(), r.end + m.start()
+                    out.append(r)
+            return out
+
+        recognizer.analyze = by_token
+        return recognizer
     test = PREFILTERS.get(type(recognizer).__name__)
     if test is None:
         return recognizer
-    search, analyze = re.compile(test).search, recognizer.analyze
+    search = re.compile(test).search
 
     def prefiltered(text: str, entities: list[str], nlp_artifacts: Any = None, *args: Any, **kwargs: Any) -> list:
         return analyze(text, entities, nlp_artifacts, *args, **kwargs) if search(text) else []
@@ -659,16 +757,26 @@ def _with_prefilter(recognizer: Any) -> Any:
 
 
 def _lean_engine_class() -> type:
-    from presidio_analyzer.nlp_engine import SpacyNlpEngine
+    from presidio_analyzer.nlp_engine import NlpArtifacts, SpacyNlpEngine
 
     class LeanSpacyNlpEngine(SpacyNlpEngine):
-        """Without a lemmatizer, context words are matched on lowercased tokens."""
+        """Artifacts with the entities only. Presidio also builds lemma, token-offset and keyword
+        lists for its lemma context enhancer, a Python loop over every token; nothing here reads
+        them (curate's context enhancer looks at a character window), and on 3k-character notes
+        they cost a tenth of the analysis."""
+
+        ner_languages: frozenset[str] = frozenset({"en"})
 
         def _doc_to_nlp_artifact(self, doc: Any, language: str) -> Any:
-            artifacts = super()._doc_to_nlp_artifact(doc, language)
-            artifacts.lemmas = [t.lemma_ or t.lower_ for t in doc]
-            artifacts.keywords = artifacts.set_keywords(self, artifacts.lemmas, language)
-            return artifacts
+            # a trained detector's labels are read straight from doc.ents (see analyze)
+            ents = list(doc.ents) if language in self.ner_languages else []
+            entities, scores = self._get_updated_entities(
+                ents, [self.ner_model_configuration.default_score] * len(ents)
+            )
+            return NlpArtifacts(
+                entities=entities, tokens=doc, tokens_indices=[], lemmas=[], nlp_engine=self, language=language,
+                scores=scores,
+            )  # fmt: skip
 
     return LeanSpacyNlpEngine
 
@@ -682,13 +790,18 @@ def _pattern_recognizer(rec: dict[str, Any], base: type, lang: str = "en") -> An
         def validate_result(self, pattern_text: str) -> bool | None:
             return check(pattern_text) if check else None
 
-    return Recognizer(
+    recognizer = Recognizer(
         supported_entity=rec["entity"],
         name=rec["name"],
         patterns=[Pattern(p["name"], p["regex"], float(p["score"])) for p in rec["patterns"]],
         context=rec.get("context") or None,
         supported_language=lang,
     )
+    if rec.get("prefilter"):
+        # a cheap regex any match needs: the recognizer's patterns run only where it is found
+        search, analyze = re.compile(rec["prefilter"]).search, recognizer.analyze
+        recognizer.analyze = lambda text, *args, **kwargs: analyze(text, *args, **kwargs) if search(text) else []
+    return recognizer
 
 
 @dataclass(frozen=True)
@@ -725,7 +838,7 @@ def analyze(
     keep = {ent: {v.lower() for v in values} for ent, values in engine.profile.keep.items()}
     for lang in dict.fromkeys(langs):
         group = [p for p in pieces if langs[p[0]] == lang]
-        artifacts = engine.nlp_engine.process_batch([p[2] for p in group], lang, batch_size=batch_size)
+        artifacts = list(engine.nlp_engine.process_batch([p[2] for p in group], lang, batch_size=batch_size))
         for (d, off, chunk), (_, nlp_artifacts) in zip(group, artifacts):
             results = engine.analyzer.analyze(
                 text=chunk,
@@ -738,10 +851,16 @@ def analyze(
                 if r.entity_type in keep and chunk[r.start : r.end].strip().lower() in keep[r.entity_type]:
                     continue
                 found[d].append(Span(r.start + off, r.end + off, r.entity_type, float(r.score)))
+        inline = engine.inline_detectors.get(lang)
         for nlp, det_langs, score in engine.detectors:
             if lang not in det_langs or score < score_threshold:
                 continue
-            for (d, off, _), doc in zip(group, nlp.pipe((p[2] for p in group), batch_size=batch_size)):
+            docs = (
+                (a.tokens for _, a in artifacts)
+                if nlp is inline
+                else nlp.pipe((p[2] for p in group), batch_size=batch_size)
+            )
+            for (d, off, _), doc in zip(group, docs):
                 found[d].extend(Span(e.start_char + off, e.end_char + off, e.label_, score) for e in doc.ents)
     return [
         merge_overlaps(to_token_bounds(text, spans + propagate_names(text, spans))) for text, spans in zip(texts, found)

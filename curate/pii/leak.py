@@ -130,20 +130,30 @@ class Leak:
 # Regions whose phone numbers the gate recognises in any valid national or international format
 # (its own list: the gate shares nothing with the scrubber's configuration).
 PHONE_REGIONS = ("US", "GB", "DE", "FR", "ES", "IT", "NL", "PT", "AT", "CH", "BE", "IE", "CA", "AU")
-_PHONE_HINT = re.compile(r"\d[\d\s().\/-]{5,}\d")
+# Runs of digits and separators that could be a phone number; amounts ("169.000") and dates are not.
+_PHONE_RUN = re.compile(r"(?<![\w+])(?:\+|00)?\(?\d[\d \t().\/-]{5,24}\d(?!\w)")
+_NOT_PHONE = re.compile(r"\d{1,3}(?:[.,]\d{3})+|\d{1,4}[./-]\d{1,2}[./-]\d{1,4}")
 
 
 def _phone_leaks(text: str, inserted) -> list[Leak]:
-    if not _PHONE_HINT.search(text):
-        return []
     import phonenumbers
 
-    found = {}
-    for region in PHONE_REGIONS:
-        for m in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID):
-            if not any(s < m.end and m.start < e for s, e in inserted) and _phone_ok(m.raw_string):
-                found[(m.start, m.end)] = Leak("PHONE_NUMBER", m.start, m.end)
-    return list(found.values())
+    found = []
+    for m in _PHONE_RUN.finditer(text):
+        raw = m.group()
+        if _NOT_PHONE.fullmatch(raw) or sum(c.isdigit() for c in raw) < 7:
+            continue
+        if any(s < m.end() and m.start() < e for s, e in inserted) or not _phone_ok(raw):
+            continue
+        for region in PHONE_REGIONS:
+            try:
+                valid = phonenumbers.is_valid_number(phonenumbers.parse(raw, region))
+            except phonenumbers.NumberParseException:
+                continue
+            if valid:
+                found.append(Leak("PHONE_NUMBER", m.start(), m.end()))
+                break
+    return found
 
 
 def _broken(text: str, inserted) -> list[Leak]:
