@@ -80,7 +80,12 @@ def presidio_generated(n: int = 1500, seed: int = 7) -> list[LabelledDoc]:
         return []
     from faker import Faker
 
-    templates = [t.strip() for t in path.read_text(encoding="utf-8").splitlines() if "{{" in t]
+    # the file writes line breaks inside a template as the two characters backslash and n
+    templates = [
+        t.strip().replace("\\n", "\n").replace("\\,", ",")
+        for t in path.read_text(encoding="utf-8").splitlines()
+        if "{{" in t
+    ]
     rng = random.Random(seed)
     fakers = {}
     for loc in LOCALES:

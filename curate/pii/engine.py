@@ -403,7 +403,7 @@ def _language_detector(languages: list[str], default: str) -> Any:
 
 
 _DATE_LIKE = re.compile(r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}")
-_AMOUNT = re.compile(r"\d{1,3}(?:[.,]\d{3})+")  # "169.000", "1,250,000"
+_AMOUNT = re.compile(r"\d{1,3}(?:[.,]\d{3})+|\d{1,3}(?:\.\d{1,3}){3}")  # "169.000", "1,250,000"; an IPv4 address
 
 
 # Digit runs that could hold a phone number (7 or more characters of digits and separators). Only

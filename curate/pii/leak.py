@@ -132,7 +132,7 @@ class Leak:
 PHONE_REGIONS = ("US", "GB", "DE", "FR", "ES", "IT", "NL", "PT", "AT", "CH", "BE", "IE", "CA", "AU")
 # Runs of digits and separators that could be a phone number; amounts ("169.000") and dates are not.
 _PHONE_RUN = re.compile(r"(?<![\w+])(?:\+|00)?\(?\d[\d \t().\/-]{5,24}\d(?!\w)")
-_NOT_PHONE = re.compile(r"\d{1,3}(?:[.,]\d{3})+|\d{1,4}[./-]\d{1,2}[./-]\d{1,4}")
+_NOT_PHONE = re.compile(r"\d{1,3}(?:[.,]\d{3})+|\d{1,4}[./-]\d{1,2}[./-]\d{1,4}|\d{1,3}(?:\.\d{1,3}){3}")
 
 
 def _phone_leaks(text: str, inserted) -> list[Leak]:

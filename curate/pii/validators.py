@@ -178,7 +178,7 @@ def phone_digits(text: str) -> bool:
     d = _digits(main)
     if not 9 <= len(d) <= 15 or len(set(d)) == 1:
         return False
-    return not re.fullmatch(r"\d{1,4}[./-]\d{1,2}[./-]\d{2,4}", main.strip())
+    return not re.fullmatch(r"\d{1,4}[./-]\d{1,2}[./-]\d{2,4}|\d{1,3}(?:\.\d{1,3}){3}", main.strip())
 
 
 @validator("age_over_89")
