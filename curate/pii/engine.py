@@ -318,6 +318,8 @@ def build_engine(profile_name: str, spacy_model: str = DEFAULT_SPACY_MODEL) -> E
     if "STREET_ADDRESS" in profile.entities:
         for lang in languages:
             registry.add_recognizer(_street_line_recognizer(lang))
+    if "LOCATION" in profile.entities and "en" in languages:
+        registry.add_recognizer(_place_recognizer())
     if profile.ner:
         for lang in ner_languages:
             registry.add_recognizer(
@@ -619,6 +621,46 @@ def _street_line_recognizer(lang: str) -> Any:
             return out
 
     return StreetLineRecognizer(supported_entities=["STREET_ADDRESS"], name="street_line", supported_language=lang)
+
+
+def _place_recognizer() -> Any:
+    """LOCATION, English: a place name after "in", "from", "near", "around", "visiting", "moved to",
+    "based in" whose words are no English words ("in Matthewstad", "from Lake Meganhaven"), the
+    towns a small NER does not know."""
+    import lemminflect
+    import regex
+    from presidio_analyzer import EntityRecognizer, RecognizerResult
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    place = regex.compile(
+        r"(?<=\b(?:in|from|near|around|visiting|moved to|move to|moving to|travel(?:l?ing)? to|trip to|based in|"
+        r"born in|lives in|living in|located in|office in|stay in|staying in)\s)"
+        r"(\p{Lu}[\p{Ll}'’-]+(?:[ -](?:\p{Lu}[\p{Ll}'’-]+|de|la|le|sur|am|an|der|del)){0,3})"
+    )
+
+    @functools.lru_cache(maxsize=65536)
+    def unknown(w: str) -> bool:
+        low = w.lower()
+        return (
+            low not in STOP_WORDS
+            and low not in _MONTHS_AND_DAYS
+            and low not in _NOT_NAMES_INFORMAL
+            and not lemminflect.getAllLemmas(low)
+        )
+
+    class PlaceRecognizer(EntityRecognizer):
+        def load(self) -> None:
+            pass
+
+        def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list:
+            out = []
+            for m in place.finditer(text):
+                words = regex.split(r"[ -]", m.group(1))
+                if words[0].lower() not in STOP_WORDS and any(unknown(w) for w in words if w[:1].isupper()):
+                    out.append(RecognizerResult("LOCATION", m.start(1), m.end(1), 0.5))
+            return out
+
+    return PlaceRecognizer(supported_entities=["LOCATION"], name="place_after_preposition", supported_language="en")
 
 
 def _capitalized_word_recognizer() -> Any:
