@@ -11,7 +11,6 @@ one (clusters.parquet), else its id.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import polars as pl
@@ -19,6 +18,7 @@ import xxhash
 
 from curate.errors import CurateError, RecipeError
 from curate.io import write_jsonl
+from curate.safety import remove_owned
 
 
 def parse_splits(text: str) -> dict[str, float]:
@@ -37,9 +37,9 @@ def parse_splits(text: str) -> dict[str, float]:
 
 
 def output_records(run_dir: Path) -> pl.DataFrame:
-    stats = json.loads((run_dir / "stats.json").read_text())
-    last = run_dir / stats["stages"][-1]["dir"]
-    parts = sorted(last.glob("part-*.parquet"))
+    from curate.pipeline import finished_output
+
+    parts = finished_output(run_dir)
     if not parts:
         raise CurateError(f"run '{run_dir}' has no output records to export")
     return pl.concat([pl.read_parquet(p) for p in parts], how="diagonal_relaxed")
@@ -80,8 +80,7 @@ def export(run_dir: str | Path, out: str | Path, to: str = "jsonl", splits: str 
     fractions = parse_splits(splits)
     records = output_records(run_dir)
     records = records.with_columns(pl.Series("split", assign(group_keys(run_dir, records, group_by), fractions, seed)))
-    if out.exists():
-        shutil.rmtree(out)
+    remove_owned(out, "export directory", "export.json", protected=[run_dir])
     out.mkdir(parents=True)
     counts = {}
     frames = {name: records.filter(pl.col("split") == name).drop("split") for name in fractions}

@@ -53,6 +53,7 @@ from curate.io import ByteRange, check_input, row_groups_of, scan_input, write_j
 from curate.progress import Reporter, make_reporter
 from curate.recipe import Plan
 from curate.registry import BUILTIN_STAGE_MODULES, GlobalStage
+from curate.safety import check_removable, remove_owned
 
 SUCCESS = "_SUCCESS.json"
 _VERSIONED_PACKAGES = ("polars", "pyarrow", "pydantic", "ftfy", "xxhash", "datasets")
@@ -84,6 +85,19 @@ class Runner:
             raise RecipeError(f"input: {sorted(dupes)} listed more than once; each input is read once.")
         for spec in self.recipe.input:
             check_input(spec)
+        inputs = [Path(spec.path) for spec in self.recipe.input if "://" not in spec.path]
+        if self.force:
+            check_removable(self.run_dir, "run directory", "manifest.json", protected=inputs)
+        elif self.run_dir.exists() and not self.run_dir.is_dir():
+            raise RecipeError(f"run directory '{self.run_dir}' is a file: set output.run_dir (or -o) to a folder.")
+        else:
+            run_dir = self.run_dir.resolve()
+            for p in inputs:
+                if p.exists() and (run_dir in [p.resolve(), *p.resolve().parents] or p.resolve() in run_dir.parents):
+                    raise RecipeError(
+                        f"run directory '{self.run_dir}' and input '{p}' overlap: a run writes into its folder, "
+                        "and the next run would read what it wrote. Choose an output folder outside the inputs."
+                    )
         path = self.run_dir / "manifest.json"
         if not self.force and path.exists():
             if json.loads(path.read_text()).get("plan_fingerprint") != self.plan.fingerprint():
@@ -110,8 +124,8 @@ class Runner:
             "versions": _versions(),
         }
         path = self.run_dir / "manifest.json"
-        if self.force and self.run_dir.exists():
-            shutil.rmtree(self.run_dir)
+        if self.force:
+            remove_owned(self.run_dir, "run directory", "manifest.json")  # checked against the inputs in check()
         if path.exists():
             old = json.loads(path.read_text())
             if old.get("inputs") != manifest["inputs"]:
@@ -474,3 +488,31 @@ def read_stats(run_dir: str | os.PathLike) -> dict[str, Any]:
     if not path.exists():
         raise InputError(f"'{run_dir}' is not a run directory (no stats.json). Run `curate run RECIPE` first.")
     return json.loads(path.read_text())
+
+
+def finished_output(run_dir: str | os.PathLike) -> list[Path]:
+    """The Parquet parts of a run's last stage, for export and training: only from a run that
+    finished every stage of its recipe and whose gate (if any) passed. A run killed during
+    pii.scrub still holds the earlier stages' parts, raw personal data included."""
+    run_dir = Path(run_dir)
+    stats = read_stats(run_dir)
+    manifest_path = run_dir / "manifest.json"
+    planned = json.loads(manifest_path.read_text()).get("stages", []) if manifest_path.exists() else None
+    done = [s["stage"] for s in stats.get("stages", []) if s["stage"] != "ingest"]
+    if not stats.get("complete") or (planned is not None and len(done) < len(planned)):
+        missing = [s["stage"] for s in (planned or [])[len(done) :]]
+        last = done[-1] if done else "ingest"
+        raise InputError(
+            f"run '{run_dir}' is not finished: it stopped after {last}"
+            + (f", before {', '.join(missing)}" if missing else "")
+            + ". Its records have not been through every stage (personal data may not be scrubbed yet). "
+            "Finish it with `curate run RECIPE` (it resumes where it stopped)."
+        )
+    gate_path = run_dir / "gate.json"
+    if gate_path.exists() and not json.loads(gate_path.read_text()).get("passed", False):
+        raise GateFailed(
+            f"run '{run_dir}' failed its quality gate ({run_dir / 'gate.json'}; report.html shows why): "
+            "fix the data or the thresholds and run it again."
+        )
+    last_dir = run_dir / stats["stages"][-1]["dir"]
+    return sorted(last_dir.glob("part-*.parquet"))

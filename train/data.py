@@ -44,8 +44,9 @@ def load_records(dataset: str) -> pl.DataFrame:
     """A curate run's output (its last stage's Parquet parts), a .parquet/.jsonl file, or a saved HF dataset."""
     path = Path(dataset)
     if (path / "stats.json").exists():
-        stats = json.loads((path / "stats.json").read_text())
-        parts = sorted((path / stats["stages"][-1]["dir"]).glob("part-*.parquet"))
+        from curate.pipeline import finished_output
+
+        parts = finished_output(path)
         if not parts:
             raise RecipeError(f"dataset: run '{dataset}' has no output records")
         return pl.concat([pl.read_parquet(p) for p in parts], how="diagonal_relaxed")

@@ -1,0 +1,106 @@
+"""Nothing lost (issue 17, data loss): --force and export delete only what curate wrote; export and
+training refuse a run that did not finish or failed its gate."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from curate.errors import CurateError, InputError
+from curate.gate import GateFailed
+from curate.pipeline import finished_output
+
+from .conftest import PLUGIN, run, write_jsonl
+
+CURATE = [sys.executable, "-c", "from curate.cli import main; main()"]
+
+
+def curate(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([*CURATE, *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_force_never_deletes_a_folder_that_holds_the_input(tmp_path):
+    write_jsonl(tmp_path / "data" / "in.jsonl", [{"text": "a record that must survive"}])
+    done = curate("ingest", "data/in.jsonl", "-o", "data", "--force", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "refusing to replace run directory 'data'" in done.stderr and "Traceback" not in done.stderr
+    assert (tmp_path / "data" / "in.jsonl").read_text().startswith('{"text"')
+
+
+def test_force_never_deletes_a_folder_curate_did_not_write(tmp_path):
+    write_jsonl(tmp_path / "in.jsonl", [{"text": "one record"}])
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("years of work")
+    (tmp_path / "mine" / "manifest.json").write_text('{"name": "a web app manifest"}')
+    done = curate("ingest", "in.jsonl", "-o", "mine", "--force", cwd=tmp_path)
+    assert done.returncode == 2 and "this tool did not write it" in done.stderr
+    assert (tmp_path / "mine" / "thesis.tex").exists()
+    # a run directory curate wrote is replaced as before
+    assert curate("ingest", "in.jsonl", "-o", "runs/r", cwd=tmp_path).returncode == 0
+    assert curate("ingest", "in.jsonl", "-o", "runs/r", "--force", cwd=tmp_path).returncode == 0
+
+
+def test_a_run_directory_overlapping_an_input_is_refused_before_work(workdir):
+    write_jsonl(workdir / "docs" / "a.jsonl", [{"text": "x y z"}])
+    with pytest.raises(CurateError, match="overlap"):
+        run({"input": ["docs/a.jsonl"], "output": {"run_dir": "docs"}})
+    (workdir / "notes").mkdir()
+    (workdir / "notes" / "a.txt").write_text("a note")
+    with pytest.raises(CurateError, match="overlap"):
+        run({"input": ["notes"], "output": {"run_dir": "notes/run"}})
+    (workdir / "afile").write_text("x")
+    with pytest.raises(CurateError, match="is a file"):
+        run({"input": ["docs/a.jsonl"], "output": {"run_dir": "afile"}})
+
+
+def test_export_replaces_only_its_own_folder(workdir):
+    from curate.export import export
+
+    write_jsonl(workdir / "in.jsonl", [{"text": f"record number {i}"} for i in range(20)])
+    run({"input": ["in.jsonl"]})
+    (workdir / "keep").mkdir()
+    (workdir / "keep" / "notes.txt").write_text("mine")
+    with pytest.raises(CurateError, match="did not write it"):
+        export("runs/t", "keep")
+    assert (workdir / "keep" / "notes.txt").exists()
+    with pytest.raises(CurateError, match="which this command reads"):
+        export("runs/t", "runs/t")
+    assert sum(export("runs/t", "exp").values()) == 20
+    assert sum(export("runs/t", "exp").values()) == 20  # a re-export replaces its own folder
+
+
+def test_export_and_training_refuse_an_unfinished_run(workdir):
+    from curate.export import export
+    from train.data import load_records
+
+    write_jsonl(workdir / "a.jsonl", [{"text": f"record {i} with words"} for i in range(10)])
+    with pytest.raises(CurateError):  # the buggy stage stops the run after normalize
+        run({"input": ["a.jsonl"], "plugins": [PLUGIN], "stages": ["normalize", "test.lose_rows"]})
+    assert not json.loads((workdir / "runs/t/stats.json").read_text())["complete"]
+    with pytest.raises(InputError, match=r"not finished: it stopped after normalize, before test.lose_rows"):
+        export("runs/t", "exp")
+    with pytest.raises(InputError, match="Finish it with `curate run RECIPE`"):
+        load_records("runs/t")
+    assert not (workdir / "exp").exists()
+
+
+def test_export_refuses_a_run_whose_gate_failed(workdir):
+    from curate.export import export
+
+    write_jsonl(workdir / "a.jsonl", [{"text": f"record {i} with words"} for i in range(10)])
+    with pytest.raises(GateFailed):
+        run({"input": ["a.jsonl"], "gate": {"min_records": 100}})
+    with pytest.raises(GateFailed, match="failed its quality gate"):
+        finished_output("runs/t")
+    with pytest.raises(GateFailed):
+        export("runs/t", "exp")
+
+
+def test_a_finished_run_exports(workdir):
+    write_jsonl(workdir / "a.jsonl", [{"text": f"record {i} with words"} for i in range(10)])
+    run({"input": ["a.jsonl"], "stages": ["normalize"]})
+    assert [p.name for p in finished_output("runs/t")] == ["part-0000-00000.parquet"]
