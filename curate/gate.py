@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,8 +22,9 @@ class GateSpec(BaseModel):
     """At least this many records in the output."""
     max_reject_rate: float | None = Field(default=None, ge=0.0, le=1.0)
     """At most this share of the input records rejected, over all stages."""
-    max_stage_reject_rate: dict[str, float] = {}
-    """Per stage (by name, e.g. filter.length): at most this share of its input rejected."""
+    max_stage_reject_rate: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = {}
+    """Per stage (by name, e.g. filter.length): at most this share of its input rejected, by every
+    instance of the stage when the recipe lists it more than once."""
     max_pii_leaks: int | None = Field(default=None, ge=0)
     """At most this many records quarantined by the PII leak gate (pii_leak)."""
     validation_success: bool = False
@@ -42,9 +43,11 @@ def evaluate(spec: GateSpec, stats: dict[str, Any], validation: dict[str, Any] |
         rate = round(stats["rejected"] / stats["records_in"], 4) if stats["records_in"] else 0.0
         check("max_reject_rate", rate <= spec.max_reject_rate, rate, spec.max_reject_rate)
     for name, limit in spec.max_stage_reject_rate.items():
-        s = next(s for s in stats["stages"] if s["stage"] == name)
-        rate = round(s["rejected"] / s["in"], 4) if s["in"] else 0.0
-        check(f"max_stage_reject_rate[{name}]", rate <= limit, rate, limit)
+        instances = [s for s in stats["stages"] if s["stage"] == name]
+        for s in instances:
+            rate = round(s["rejected"] / s["in"], 4) if s["in"] else 0.0
+            label = f"{name} ({s['dir']})" if len(instances) > 1 else name
+            check(f"max_stage_reject_rate[{label}]", rate <= limit, rate, limit)
     if spec.max_pii_leaks is not None:
         leaks = sum(s["rejected_by_reason"].get("pii_leak", 0) for s in stats["stages"])
         check("max_pii_leaks", leaks <= spec.max_pii_leaks, leaks, spec.max_pii_leaks)

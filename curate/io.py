@@ -143,6 +143,9 @@ def check_input(spec: InputSpec) -> None:
                 fh.read(1)
         except OSError as e:
             raise InputError(f"input file '{f}' cannot be read: {e.strerror or e}.") from None
+    for f in files:
+        if f.name.lower().endswith(".zst"):
+            _check_zstd(f)
     if fmt == "parquet":
         import pyarrow.parquet as pq  # here, not at the top: it loads pyarrow's filesystems and ssl (25 ms)
 
@@ -158,6 +161,34 @@ def check_input(spec: InputSpec) -> None:
             import datasets  # noqa: F401
         except ImportError:
             raise InputError("reading Hugging Face datasets needs `pip install datasets`.") from None
+
+
+def _check_zstd(path: Path) -> None:
+    """A .zst file must be whole zstd frames: the stream reader ends quietly where a truncated file
+    ends (half the records gone, no error) and fails mid-run on garbage after a frame. One
+    decompression pass (GB/s), before any work."""
+    import zstandard
+
+    def unreadable(why: str) -> InputError:
+        return InputError(f"input '{path}' is unreadable: {why}. Re-create or re-download the file.")
+
+    with open(path, "rb") as fh:
+        dobj = zstandard.ZstdDecompressor().decompressobj()
+        started = False
+        while chunk := fh.read(1 << 20):
+            while chunk:
+                try:
+                    dobj.decompress(chunk)
+                except zstandard.ZstdError as e:
+                    raise unreadable(f"not zstd data{' after a complete frame' if started else ''} ({e})") from None
+                started = True
+                if not dobj.eof:
+                    break
+                chunk = dobj.unused_data  # the next frame, if any
+                dobj = zstandard.ZstdDecompressor().decompressobj()
+                started = bool(chunk)
+        if started and not dobj.eof:
+            raise unreadable("the zstd stream is truncated (its last frame does not end)")
 
 
 # A JSONL input whose first this-many objects all lack the text field is a recipe error.
@@ -482,8 +513,10 @@ def _open_binary(path: Path) -> io.BufferedIOBase:
     if name.endswith(".zst"):
         import zstandard
 
-        # the zstd reader has no readline(); a BufferedReader on top gives line iteration
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb")))  # type: ignore[arg-type]
+        # the zstd reader has no readline(); a BufferedReader on top gives line iteration. Files made
+        # of several frames (pzstd, concatenated files) are read whole, not up to the first frame's end.
+        reader = zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), read_across_frames=True)
+        return io.BufferedReader(reader)  # type: ignore[arg-type]
     return open(path, "rb")
 
 

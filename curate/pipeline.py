@@ -86,6 +86,7 @@ class Runner:
         for spec in self.recipe.input:
             check_input(spec)
         inputs = [Path(spec.path) for spec in self.recipe.input if "://" not in spec.path]
+        _check_inputs_disjoint(inputs)
         if self.force:
             check_removable(self.run_dir, "run directory", "manifest.json", protected=inputs)
         elif self.run_dir.exists() and not self.run_dir.is_dir():
@@ -488,6 +489,23 @@ def read_stats(run_dir: str | os.PathLike) -> dict[str, Any]:
     if not path.exists():
         raise InputError(f"'{run_dir}' is not a run directory (no stats.json). Run `curate run RECIPE` first.")
     return json.loads(path.read_text())
+
+
+def _check_inputs_disjoint(inputs: list[Path]) -> None:
+    """The same file reached through two inputs ("d" and "d/", "d" and "d/sub") would be read twice
+    under one record id, and deduplication would then remove both copies as each other's duplicate."""
+    seen: list[tuple[Path, Path]] = []
+    for p in inputs:
+        if not p.exists():
+            continue
+        r = p.resolve()
+        for q, rq in seen:
+            if r == rq or rq in r.parents or r in rq.parents:
+                raise RecipeError(
+                    f"inputs '{q}' and '{p}' overlap (the same files would be read twice): list each file or "
+                    "folder once."
+                )
+        seen.append((p, r))
 
 
 def finished_output(run_dir: str | os.PathLike) -> list[Path]:

@@ -189,6 +189,11 @@ def load_recipe(source: str | os.PathLike | dict[str, Any], overrides: dict[str,
                 )
         if recipe.gate.validation_success and recipe.validation is None:
             problems.append("gate.validation_success: needs a `validate:` section to validate with")
+        if recipe.gate.max_pii_leaks is not None and "pii.scrub" not in names:
+            problems.append(
+                "gate.max_pii_leaks: this recipe has no pii.scrub stage, so no leak is ever counted and the "
+                "threshold could not fail. Add a pii.scrub stage or remove max_pii_leaks."
+            )
     if recipe.train is not None:
         from train.config import TrainConfig
 

@@ -104,3 +104,59 @@ def test_a_finished_run_exports(workdir):
     write_jsonl(workdir / "a.jsonl", [{"text": f"record {i} with words"} for i in range(10)])
     run({"input": ["a.jsonl"], "stages": ["normalize"]})
     assert [p.name for p in finished_output("runs/t")] == ["part-0000-00000.parquet"]
+
+
+def test_overlapping_inputs_are_refused_before_work(workdir):
+    (workdir / "d" / "sub").mkdir(parents=True)
+    (workdir / "d" / "a.txt").write_text("one document about one thing")
+    (workdir / "d" / "sub" / "b.txt").write_text("another document about another thing")
+    for inputs in (["d", "d/"], ["d", "d/sub"], ["d/sub", "./d"]):
+        with pytest.raises(CurateError, match="overlap"):
+            run({"input": inputs, "stages": ["dedup.exact", "dedup.minhash"]})
+    assert not (workdir / "runs").exists()  # refused before any work
+
+
+def _zstd(path: Path, lines: int) -> bytes:
+    import zstandard
+
+    data = "".join(json.dumps({"text": f"record {i} " + "word " * 20}) + "\n" for i in range(lines)).encode()
+    return zstandard.ZstdCompressor().compress(data)
+
+
+def test_a_truncated_or_garbled_zst_is_unreadable_before_work(workdir):
+    whole = _zstd(workdir / "z", 20000)
+    (workdir / "cut.jsonl.zst").write_bytes(whole[: len(whole) // 2])
+    (workdir / "tail.jsonl.zst").write_bytes(whole + b"garbage")
+    (workdir / "not.jsonl.zst").write_bytes(b'{"text": "plain json, named .zst"}\n')
+    for name, why in [("cut", "truncated"), ("tail", "after a complete frame"), ("not", "not zstd data")]:
+        with pytest.raises(InputError, match=f"unreadable: .*{why}"):
+            run({"input": [f"{name}.jsonl.zst"]})
+    # several frames (pzstd, concatenated files) are read whole
+    (workdir / "two.jsonl.zst").write_bytes(whole + _zstd(workdir / "z", 10))
+    assert run({"input": ["two.jsonl.zst"]})["records_out"] == 20010
+
+
+def test_the_gate_checks_every_instance_of_a_stage_listed_twice(workdir):
+    write_jsonl(workdir / "a.jsonl", [{"text": f"record {i} with words"} for i in range(40)])
+    stages = [
+        "normalize",
+        {"stage": "filter.length", "min_words": 1},
+        "normalize",
+        {"stage": "filter.length", "min_words": 5},
+    ]
+    with pytest.raises(GateFailed, match=r"max_stage_reject_rate\[filter.length \(04_filter.length\)\]: actual 1.0"):
+        run({"input": ["a.jsonl"], "stages": stages, "gate": {"max_stage_reject_rate": {"filter.length": 0.05}}})
+
+
+@pytest.mark.parametrize(
+    "gate,message",
+    [
+        ({"max_stage_reject_rate": {"normalize": -3}}, "greater than or equal to 0"),
+        ({"max_stage_reject_rate": {"normalize": 1.5}}, "less than or equal to 1"),
+        ({"max_pii_leaks": 0}, "no pii.scrub stage"),
+    ],
+)
+def test_gate_thresholds_that_cannot_fail_are_refused(workdir, gate, message):
+    write_jsonl(workdir / "a.jsonl", [{"text": "x y z"}])
+    with pytest.raises(CurateError, match=message):
+        run({"input": ["a.jsonl"], "stages": ["normalize"], "gate": gate})
