@@ -124,6 +124,8 @@ class Plan(BaseModel):
             "max_record_bytes": r.run.max_record_bytes,
             "split_bytes": r.run.split_bytes,
             "output_format": r.output.format,
+            "output_compression": r.output.compression,
+            "compression": r.run.compression,
         }
         return hashlib.sha256(json.dumps(canon, sort_keys=True).encode()).hexdigest()
 

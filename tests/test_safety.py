@@ -160,3 +160,24 @@ def test_gate_thresholds_that_cannot_fail_are_refused(workdir, gate, message):
     write_jsonl(workdir / "a.jsonl", [{"text": "x y z"}])
     with pytest.raises(CurateError, match=message):
         run({"input": ["a.jsonl"], "stages": ["normalize"], "gate": gate})
+
+
+def test_resume_is_refused_after_a_lexicon_edit_or_a_new_output_codec(workdir):
+    write_jsonl(workdir / "a.jsonl", [{"text": "The chairman spoke."}])
+    (workdir / "house.csv").write_text(
+        "source,replacement,pos,notes,context\nchairman,chairperson,NOUN,,\n", encoding="utf-8"
+    )
+    recipe = {"input": ["a.jsonl"], "stages": [{"stage": "rewrite.lexicon", "lexicons": ["house.csv"]}]}
+    run(recipe)
+    run(recipe)  # unchanged: resumes
+    (workdir / "house.csv").write_text(
+        "source,replacement,pos,notes,context\nchairman,chair,NOUN,,\n", encoding="utf-8"
+    )
+    with pytest.raises(CurateError, match="different recipe"):
+        run(recipe)
+    (workdir / "house.csv").write_text(
+        "source,replacement,pos,notes,context\nchairman,chairperson,NOUN,,\n", encoding="utf-8"
+    )
+    run(recipe)
+    with pytest.raises(CurateError, match="different recipe"):
+        run({**recipe, "output": {"compression": "snappy"}})

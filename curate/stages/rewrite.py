@@ -57,6 +57,15 @@ class LexiconRewrite(Stage):
             load_lexicon(name)  # raises with the file and line of every problem
         return names
 
+    def resources(self) -> dict[str, str]:
+        """The lexicon files' content: an edit between a crash and its resume must not give half
+        the records the old catalogue and half the new one."""
+        import hashlib
+
+        from curate.rewrite.lexicon import resolve
+
+        return {f"lexicon:{name}": hashlib.sha256(resolve(name).read_bytes()).hexdigest() for name in self.lexicons}
+
     def setup(self) -> None:
         build_rewriter(tuple(self.lexicons), self.pronouns, self.spacy_model).nlp  # noqa: B018 - load the model now
 
