@@ -17,6 +17,7 @@ stage's ``kept``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -24,7 +25,7 @@ import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -150,6 +151,10 @@ class Runner:
         builtin = [type(s).__module__ for s in self.plan.stages if type(s).__module__ in BUILTIN_STAGE_MODULES]
         preload = tuple(dict.fromkeys([*builtin, *(m for s in self.plan.stages for m in s.preload)]))
         self.check()
+        with run_lock(self.run_dir):
+            return self._run(t0, preload)
+
+    def _run(self, t0: float, preload: tuple[str, ...]) -> dict[str, Any]:
         with LocalExecutor(self.workers, self.recipe.plugins, preload) as ex:
             # the pool's processes start in the background (most of a second of imports and
             # kernel loading, on another core) while this process fingerprints and plans the inputs
@@ -489,6 +494,34 @@ def read_stats(run_dir: str | os.PathLike) -> dict[str, Any]:
     if not path.exists():
         raise InputError(f"'{run_dir}' is not a run directory (no stats.json). Run `curate run RECIPE` first.")
     return json.loads(path.read_text())
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """One run at a time in a run directory: two would share temporary names and mix their parts.
+    The lock (flock, released by the kernel when the process dies, however it dies) sits beside the
+    run directory, so that --force can delete the directory while holding it."""
+    import fcntl
+
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    path = run_dir.parent / f".{run_dir.name}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise RecipeError(
+                f"run directory '{run_dir}' is in use by {holder}. Wait for it to finish, or set "
+                "output.run_dir to another directory."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(
+            fd, f"process {os.getpid()} (curate run, since {datetime.now().isoformat(timespec='seconds')})".encode(), 0
+        )
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _check_inputs_disjoint(inputs: list[Path]) -> None:

@@ -181,3 +181,22 @@ def test_resume_is_refused_after_a_lexicon_edit_or_a_new_output_codec(workdir):
     run(recipe)
     with pytest.raises(CurateError, match="different recipe"):
         run({**recipe, "output": {"compression": "snappy"}})
+
+
+def test_a_second_run_on_the_same_directory_says_it_is_in_use(tmp_path):
+    import time
+
+    write_jsonl(tmp_path / "a.jsonl", [{"text": f"record {i} with words"} for i in range(20)])
+    recipe = {"name": "t", "input": ["a.jsonl"], "plugins": [PLUGIN], "report": False, "run": {"workers": 1,
+              "shard_size": 5}, "stages": [{"stage": "test.sleep", "seconds": 0.5}]}  # fmt: skip
+    (tmp_path / "r.yaml").write_text(json.dumps(recipe))
+    first = subprocess.Popen([*CURATE, "-q", "run", "r.yaml"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (tmp_path / "runs" / "t" / "manifest.json").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    second = curate("-q", "run", "r.yaml", cwd=tmp_path)
+    assert second.returncode == 2, second.stderr
+    assert f"is in use by process {first.pid}" in second.stderr and "Traceback" not in second.stderr
+    assert first.wait(120) == 0, first.stderr.read()
+    assert json.loads((tmp_path / "runs" / "t" / "stats.json").read_text())["records_out"] == 20
+    assert curate("-q", "run", "r.yaml", cwd=tmp_path).returncode == 0  # the lock went with the process
