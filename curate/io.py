@@ -201,6 +201,8 @@ def _check_jsonl_fields(spec: InputSpec, files: list[Path]) -> None:
     seen: dict[str, None] = {}
     objects = 0
     for f in files:
+        if _json_array(f):
+            continue  # one array: its records are checked as they are read
         try:
             with _open_binary(f) as fh:
                 for line in fh:
@@ -437,7 +439,22 @@ def _splittable(spec: InputSpec, split_bytes: int) -> bool:
         and not path.name.lower().endswith(_COMPRESSIONS)
         and path.is_file()
         and path.stat().st_size > split_bytes
+        and not _json_array(path)
     )
+
+
+_BOM = b"\xef\xbb\xbf"
+# A .json file holding one JSON array of records is read whole; past this size, convert it to JSONL.
+MAX_JSON_ARRAY_BYTES = 1 << 30
+
+
+def _json_array(path: Path) -> bool:
+    """A .json file whose first character (after a BOM and whitespace) is "[": one array of records."""
+    if not path.name.lower().endswith(".json"):
+        return False
+    with open(path, "rb") as fh:
+        head = fh.read(4096).removeprefix(_BOM).lstrip()
+    return head.startswith(b"[")
 
 
 def _plan_ranges(path: Path, split_bytes: int, hasher: Any = None) -> list[ByteRange]:
@@ -534,6 +551,9 @@ def _read_jsonl(
     spec: InputSpec, label: str, max_record_bytes: int, batch_size: int, byte_range: ByteRange | None = None
 ) -> Batches:
     c = _Collector(spec, max_record_bytes, batch_size)
+    if byte_range is None and _json_array(Path(spec.path)):
+        yield from _read_json_array(c, Path(spec.path), label)
+        return
     first = byte_range.first_line if byte_range else 1
     lineno = first - 1
     with _open_binary(Path(spec.path)) as fh:
@@ -544,6 +564,8 @@ def _read_jsonl(
         parse_limit = max_record_bytes + _LINE_SLACK
         try:
             for lineno, line in enumerate(_lines(fh, size), first):  # noqa: B007 - lineno used after the loop
+                if lineno == 1 and line[:3] == _BOM:
+                    line = line[3:]  # a UTF-8 byte order mark (Windows editors) is no part of the first record
                 # Fast path: msgspec parses the line (bytes, UTF-8 checked) 3x faster than json. Any
                 # line it refuses takes the exact path, which decides the reason: the two parsers
                 # agree on every line both accept (see _JSON_DECODER).
@@ -600,6 +622,27 @@ def _lines(fh: io.BufferedIOBase, size: int = -1) -> Iterator[bytes | memoryview
     last = b"".join(pending)
     if last:
         yield last
+
+
+def _read_json_array(c: _Collector, path: Path, label: str) -> Batches:
+    """One JSON array of records (a .json export): element i is the record ``label:i``."""
+    size = path.stat().st_size
+    if size > MAX_JSON_ARRAY_BYTES:
+        raise InputError(
+            f"input '{path}' is one JSON array of {size} bytes: convert it to JSONL (one object per line)."
+        )
+    raw = path.read_bytes().removeprefix(_BOM)
+    try:
+        items = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        c.reject(label, _lossy(raw[:2000]), "invalid_json", f"the file is not one valid JSON array: {e}")
+        yield c.flush()
+        return
+    for i, obj in enumerate(items):
+        c.add(obj, f"{label}:{i}", json.dumps(obj, ensure_ascii=False))
+        if c.full():
+            yield c.flush()
+    yield c.flush()
 
 
 def _jsonl_line(c: _Collector, line: bytes, source: str, max_record_bytes: int) -> None:

@@ -200,3 +200,21 @@ def test_a_second_run_on_the_same_directory_says_it_is_in_use(tmp_path):
     assert first.wait(120) == 0, first.stderr.read()
     assert json.loads((tmp_path / "runs" / "t" / "stats.json").read_text())["records_out"] == 20
     assert curate("-q", "run", "r.yaml", cwd=tmp_path).returncode == 0  # the lock went with the process
+
+
+def test_a_byte_order_mark_does_not_cost_the_first_record(workdir):
+    rows = "".join(json.dumps({"text": f"record {i}"}) + "\n" for i in range(3))
+    (workdir / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + rows.encode())
+    stats = run({"input": ["bom.jsonl"]})
+    assert stats["records_out"] == 3 and stats["rejected"] == 0
+
+
+def test_a_json_file_holding_one_array_is_read_as_records(workdir):
+    items = [{"text": f"record number {i}", "topic": "t"} for i in range(152)] + [{"title": "no text"}]
+    (workdir / "export.json").write_text(json.dumps(items, indent=2), encoding="utf-8")
+    stats = run({"input": ["export.json"]})
+    assert stats["records_out"] == 152 and stats["rejected"] == 1
+    from .conftest import output, rejects
+
+    assert output("runs/t")["source"].to_list()[:2] == ["export.json:0", "export.json:1"]
+    assert rejects("runs/t", "00_ingest")["reason"].to_list() == ["missing_field"]
