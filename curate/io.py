@@ -307,11 +307,18 @@ class _Collector:
             self.reject(source, _raw_text(raw), "not_an_object", f"expected a JSON object, got {type(obj).__name__}")
             return
         text = obj.get(spec.text_field)
-        if spec.meta_fields is None:
-            mapped = self._mapped
-            meta = encode_meta({k: v for k, v in obj.items() if k not in mapped})
-        else:
-            meta = encode_meta({k: obj[k] for k in spec.meta_fields if k in obj})
+        try:
+            if spec.meta_fields is None:
+                mapped = self._mapped
+                meta = encode_meta({k: v for k, v in obj.items() if k not in mapped})
+            else:
+                meta = encode_meta({k: obj[k] for k in spec.meta_fields if k in obj})
+        except ValueError:
+            self.reject(
+                source, _raw_text(raw), "non_finite_number",
+                "a number is NaN, Infinity or too large for a double (e.g. 1e400); JSON outputs cannot hold it",
+            )  # fmt: skip
+            return
         if text is None:
             why = "is null" if spec.text_field in obj else f"is missing (fields: {sorted(obj)})"
             self.reject(source, _raw_text(raw), "missing_field", f"text field '{spec.text_field}' {why}", meta)
@@ -327,9 +334,13 @@ class _Collector:
             return
         if spec.id_field is not None:
             user_id = obj.get(spec.id_field)
-            if user_id is None:
+            if user_id is None or (isinstance(user_id, str) and not user_id.strip()):
                 self.reject(
-                    source, _raw_text(raw), "missing_field", f"id field '{spec.id_field}' is missing or null", meta
+                    source,
+                    _raw_text(raw),
+                    "missing_field",
+                    f"id field '{spec.id_field}' is missing, null or empty",
+                    meta,
                 )
                 return
             if isinstance(user_id, bool) or not isinstance(user_id, (str, int)):

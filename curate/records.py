@@ -53,7 +53,11 @@ def record_id(source: str, text: str | bytes) -> str:
 
 
 # one encoder for every record: json.dumps with these options would build a new one per call
-_META_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+# allow_nan=False: 1e400 parses to inf, and NaN/Infinity are not JSON; such a record is rejected
+# (non_finite_number) instead of writing outputs that strict JSON readers refuse
+_META_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str, allow_nan=False
+)
 
 
 # msgspec writes the same bytes as _META_ENCODER for strings, integers, booleans and null, 7x
@@ -63,7 +67,8 @@ _FAST_TYPES = frozenset((str, int, bool, type(None)))
 
 
 def encode_meta(fields: dict[str, Any]) -> str:
-    """Serialise unmapped input fields; sorted keys keep bytes stable."""
+    """Serialise unmapped input fields; sorted keys keep bytes stable. Raises ValueError on a
+    non-finite number (NaN, Infinity, or one too large for a double, such as 1e400)."""
     if not fields:
         return "{}"
     for value in fields.values():

@@ -218,3 +218,20 @@ def test_a_json_file_holding_one_array_is_read_as_records(workdir):
 
     assert output("runs/t")["source"].to_list()[:2] == ["export.json:0", "export.json:1"]
     assert rejects("runs/t", "00_ingest")["reason"].to_list() == ["missing_field"]
+
+
+def test_non_finite_numbers_and_empty_ids_are_quarantined_with_a_reason(workdir):
+    (workdir / "n.jsonl").write_text(
+        '{"text": "fine", "score": 1.5}\n{"text": "huge", "score": 1e400}\n{"text": "nan", "score": NaN}\n',
+        encoding="utf-8",
+    )
+    stats = run({"input": ["n.jsonl"]})
+    assert stats["records_out"] == 1
+    from .conftest import output, rejects
+
+    assert sorted(rejects("runs/t", "00_ingest")["reason"].to_list()) == ["non_finite_number"] * 2
+    assert "Infinity" not in output("runs/t")["meta"].to_list()[0]
+    (workdir / "ids.jsonl").write_text('{"text": "a", "id": ""}\n{"text": "b", "id": "k1"}\n', encoding="utf-8")
+    stats = run({"input": [{"path": "ids.jsonl", "id_field": "id"}]}, force=True)
+    assert stats["records_out"] == 1
+    assert rejects("runs/t", "00_ingest")["detail"].to_list() == ["id field 'id' is missing, null or empty"]
