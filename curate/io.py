@@ -208,7 +208,7 @@ def _check_jsonl_fields(spec: InputSpec, files: list[Path]) -> None:
                 for line in fh:
                     try:
                         obj = json.loads(line)
-                    except ValueError:  # bad lines are the reader's business
+                    except (ValueError, RecursionError):  # bad lines are the reader's business
                         continue
                     if not isinstance(obj, dict):
                         continue
@@ -818,7 +818,26 @@ def _map_arrow(
     meta = pl.struct(meta_cols).struct.json_encode() if meta_cols else pl.lit("{}")
     text_dtype = df.schema[spec.text_field]
     text_ok = text_dtype in (pl.String, pl.Categorical) or isinstance(text_dtype, pl.Enum)
-    text = pl.col(spec.text_field).cast(pl.String) if text_ok else pl.col(spec.text_field).cast(pl.String, strict=False)
+    # per-row reason a column that is not a string column gives: a binary column of UTF-8 text is
+    # text; other bytes are invalid_utf8; lists, structs and numbers are wrong_type (shown as JSON)
+    type_reason: list[str | None] = [None] * n
+    if not text_ok:
+        values, shown = df[spec.text_field].to_list(), []
+        for i, v in enumerate(values):
+            if v is None:
+                shown.append(None)
+            elif isinstance(v, bytes):
+                try:
+                    shown.append(v.decode("utf-8"))
+                except UnicodeDecodeError:
+                    shown.append(_lossy(v))
+                    type_reason[i] = "invalid_utf8"
+            else:
+                shown.append(json.dumps(v, ensure_ascii=False, default=str))
+                type_reason[i] = "wrong_type"
+        df = df.with_columns(pl.Series(spec.text_field, shown, dtype=pl.String))
+    df = df.with_columns(pl.Series("_type_reason", type_reason, dtype=pl.String))
+    text = pl.col(spec.text_field).cast(pl.String)
 
     out = df.select(
         text.alias("text"),
@@ -829,13 +848,14 @@ def _map_arrow(
             spec.id_field is None or df.schema[spec.id_field] in (pl.String, pl.Int64, pl.Int32, pl.UInt64, pl.UInt32)
         ).alias("_id_ok"),
         pl.col(spec.text_field).is_null().alias("_null"),
+        pl.col("_type_reason"),
     )
     size = pl.col("text").str.len_bytes()
     reason = (
         pl.when(pl.col("_null"))
         .then(pl.lit("missing_field"))
-        .when(pl.lit(not text_ok))
-        .then(pl.lit("wrong_type"))
+        .when(pl.col("_type_reason").is_not_null())
+        .then(pl.col("_type_reason"))
         .when(pl.lit(spec.id_field is not None) & pl.col("_user_id").is_null())
         .then(pl.lit("missing_field"))
         .when(~pl.col("_id_ok"))
@@ -848,7 +868,9 @@ def _map_arrow(
     detail = (
         pl.when(pl.col("_null"))
         .then(pl.lit(f"text field '{spec.text_field}' is null"))
-        .when(pl.lit(not text_ok))
+        .when(pl.col("_type_reason") == "invalid_utf8")
+        .then(pl.lit(f"text column '{spec.text_field}' holds bytes that are not UTF-8"))
+        .when(pl.col("_type_reason").is_not_null())
         .then(pl.lit(f"text column '{spec.text_field}' has type {text_dtype}, expected string"))
         .when(pl.lit(spec.id_field is not None) & pl.col("_user_id").is_null())
         .then(pl.lit(f"id field '{spec.id_field}' is null"))

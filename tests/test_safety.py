@@ -235,3 +235,43 @@ def test_non_finite_numbers_and_empty_ids_are_quarantined_with_a_reason(workdir)
     stats = run({"input": [{"path": "ids.jsonl", "id_field": "id"}]}, force=True)
     assert stats["records_out"] == 1
     assert rejects("runs/t", "00_ingest")["detail"].to_list() == ["id field 'id' is missing, null or empty"]
+
+
+@pytest.mark.slow
+def test_rewrite_handles_a_record_larger_than_spacys_limit(workdir):
+    from curate.rewrite.engine import split_text
+
+    paragraph = "The chairman thanked his staff for their work on the report. " * 20 + "\n"
+    big = paragraph * 820  # 1.02 MB: over spaCy's 1,000,000-character limit (E088)
+    assert "".join(split_text(big, 50_000)) == big
+    write_jsonl(workdir / "big.jsonl", [{"text": big}, {"text": "The chairman spoke."}])
+    stats = run({"input": ["big.jsonl"], "stages": [{"stage": "rewrite.lexicon", "lexicons": ["gender_neutral"]}]})
+    from .conftest import output
+
+    out = sorted(output("runs/t")["text"].to_list(), key=len)
+    assert stats["records_out"] == 2 and out[0] == "The chairperson spoke."
+    assert "chairman" not in out[1] and out[1].count("The chairperson thanked their staff") == 16_400
+
+
+def test_parquet_text_columns_of_lists_or_bytes_are_rejected_by_row(workdir):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .conftest import rejects
+
+    pq.write_table(pa.table({"text": [["a", "list"], None, ["b"]]}), workdir / "lists.parquet")
+    pq.write_table(pa.table({"text": pa.array([b"utf-8 text", b"\xff\xfe bad", b"more text"], pa.binary())}),
+                   workdir / "bytes.parquet")  # fmt: skip
+    stats = run({"input": ["lists.parquet"]})
+    assert stats["records_out"] == 0
+    assert sorted(rejects("runs/t", "00_ingest")["reason"].to_list()) == ["missing_field", "wrong_type", "wrong_type"]
+    stats = run({"input": ["bytes.parquet"]}, force=True)
+    assert stats["records_out"] == 2 and rejects("runs/t", "00_ingest")["reason"].to_list() == ["invalid_utf8"]
+
+
+def test_a_first_line_nested_a_thousand_levels_is_quarantined_not_a_crash(workdir):
+    from .conftest import rejects
+
+    (workdir / "deep.jsonl").write_text("[" * 1000 + "]" * 1000 + '\n{"text": "fine"}\n', encoding="utf-8")
+    stats = run({"input": ["deep.jsonl"]})
+    assert stats["records_out"] == 1 and len(rejects("runs/t", "00_ingest")) == 1

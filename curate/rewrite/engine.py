@@ -115,7 +115,26 @@ class Rewriter:
         return out, sorted(edits, key=lambda e: e.start)
 
     def rewrite_many(self, texts: list[str], batch_size: int = 64) -> list[tuple[str, list[Edit]]]:
-        return [self.rewrite(t, doc) for t, doc in zip(texts, self.nlp.pipe(texts, batch_size=batch_size))]
+        short = [i for i, t in enumerate(texts) if len(t) <= CHUNK_CHARS]
+        out: list[Any] = [None] * len(texts)
+        for i, doc in zip(short, self.nlp.pipe((texts[i] for i in short), batch_size=batch_size)):
+            out[i] = self.rewrite(texts[i], doc)
+        for i, text in enumerate(texts):
+            if out[i] is None:
+                out[i] = self.rewrite_long(text)
+        return out
+
+    def rewrite_long(self, text: str) -> tuple[str, list[Edit]]:
+        """A text over CHUNK_CHARS, rewritten piece by piece, cut at line or sentence ends: spaCy
+        refuses texts over nlp.max_length (1M characters, error E088) and its parser needs about
+        1 GB per 100k characters at once."""
+        pieces, edits, offset = [], [], 0
+        for chunk in split_text(text, CHUNK_CHARS):
+            new, chunk_edits = self.rewrite(chunk)
+            pieces.append(new)
+            edits += [Edit(e.start + offset, e.end + offset, e.new, e.rule, e.old) for e in chunk_edits]
+            offset += len(chunk)
+        return "".join(pieces), edits
 
     def propose(self, doc: Any) -> list[Edit]:
         edits: dict[int, Edit] = {}
@@ -351,6 +370,26 @@ def _match_case(original: str, new: str) -> str:
     if original[:1].isupper():
         return new[:1].upper() + new[1:]
     return new
+
+
+CHUNK_CHARS = 50_000
+
+
+def split_text(text: str, size: int) -> list[str]:
+    """Consecutive pieces of at most ``size`` characters that join back to ``text``, each ending at
+    a line break, else a sentence end, else a space where one is near."""
+    pieces, start = [], 0
+    while len(text) - start > size:
+        window = text[start : start + size]
+        cut = max(window.rfind("\n"), window.rfind(". ") + 1, 0)
+        if cut < size // 2:
+            cut = max(window.rfind(" "), 0)
+        if cut < size // 2:
+            cut = size
+        pieces.append(text[start : start + cut])
+        start += cut
+    pieces.append(text[start:])
+    return pieces
 
 
 @functools.lru_cache(maxsize=2)
