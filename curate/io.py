@@ -119,11 +119,47 @@ def input_files(spec: InputSpec) -> list[Path]:
     p = Path(spec.path)
     fmt = spec.resolved_format()
     if fmt == "text" and p.is_dir():
-        files = {f for pattern in spec.glob for f in p.glob(pattern) if f.is_file()}
+        files = {f for f in _walk(p, spec.glob) if f.is_file()}
         return sorted(files, key=lambda f: f.relative_to(p).as_posix())
     if p.is_dir():
         return sorted((f for f in p.rglob("*") if f.is_file()), key=lambda f: f.relative_to(p).as_posix())
     return [p]
+
+
+def _walk(root: Path, patterns: list[str]) -> Iterator[Path]:
+    """Paths under ``root`` whose relative path matches a glob pattern, following symbolic links to
+    folders (Path.glob skips what lies under them), each real folder once (a link loop ends)."""
+    seen: set[str] = set()
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        for name in names:
+            path = Path(folder) / name
+            parts = path.relative_to(root).parts
+            if any(_glob_match(parts, tuple(pat.split("/"))) for pat in patterns):
+                yield path
+
+
+def _glob_match(parts: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
+    """Path.glob's rules on a relative path: "**" is any number of folders, other parts match one."""
+    import fnmatch
+
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return _glob_match(parts, pattern[1:]) or (bool(parts) and _glob_match(parts[1:], pattern))
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], pattern[0]) and _glob_match(parts[1:], pattern[1:])
+
+
+def dangling_links(spec: InputSpec) -> list[Path]:
+    """Symbolic links in a text-folder input that match its glob and point nowhere."""
+    p = Path(spec.path)
+    if spec.resolved_format() != "text" or not p.is_dir():
+        return []
+    return sorted((f for f in _walk(p, spec.glob) if f.is_symlink() and not f.exists()), key=lambda f: f.as_posix())
 
 
 def check_input(spec: InputSpec) -> None:
@@ -741,6 +777,11 @@ def _surrogates_lossy(s: str) -> str:
 def _read_text(spec: InputSpec, label: str, max_record_bytes: int, batch_size: int) -> Batches:
     root = Path(spec.path)
     c = _Collector(spec, max_record_bytes, batch_size)
+    for f in dangling_links(spec):
+        rel = f.relative_to(root).as_posix()
+        c.reject(
+            f"{label.rstrip('/')}/{rel}", "", "unreadable", f"symbolic link to '{os.readlink(f)}', which does not exist"
+        )
     for f in input_files(spec):
         rel = f.relative_to(root).as_posix() if root.is_dir() else f.name
         source = f"{label.rstrip('/')}/{rel}" if root.is_dir() else label

@@ -275,3 +275,21 @@ def test_a_first_line_nested_a_thousand_levels_is_quarantined_not_a_crash(workdi
     (workdir / "deep.jsonl").write_text("[" * 1000 + "]" * 1000 + '\n{"text": "fine"}\n', encoding="utf-8")
     stats = run({"input": ["deep.jsonl"]})
     assert stats["records_out"] == 1 and len(rejects("runs/t", "00_ingest")) == 1
+
+
+def test_text_folder_follows_symlinked_folders_and_rejects_dangling_links(workdir):
+    import os
+
+    from .conftest import rejects
+
+    (workdir / "elsewhere").mkdir()
+    (workdir / "elsewhere" / "far.txt").write_text("a document kept in another folder")
+    (workdir / "docs").mkdir()
+    (workdir / "docs" / "near.txt").write_text("a document in the folder itself")
+    os.symlink(workdir / "elsewhere", workdir / "docs" / "linked")
+    os.symlink(workdir / "docs", workdir / "docs" / "loop")  # a link loop ends
+    os.symlink(workdir / "gone.txt", workdir / "docs" / "dangling.txt")
+    stats = run({"input": ["docs"]})
+    assert stats["records_in"] == 3 and stats["records_out"] == 2
+    bad = rejects("runs/t", "00_ingest")
+    assert bad["reason"].to_list() == ["unreadable"] and "does not exist" in bad["detail"][0]
