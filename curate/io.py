@@ -748,12 +748,16 @@ def _read_csv(spec: InputSpec, label: str, max_record_bytes: int, batch_size: in
             source = f"{label}:{start}"
             start = reader.line_num + 1
             raw_row = delimiter.join(row)
+            if not row:
+                continue  # an empty line between rows is layout, not a record
             if len(row) != len(header):
                 if not any(cell.strip() for cell in row):
-                    continue  # a blank line between rows is layout, not a record
-                c.reject(
-                    source, _surrogates_lossy(raw_row), "malformed_row", f"{len(row)} fields, header has {len(header)}"
-                )
+                    c.reject(source, _surrogates_lossy(raw_row), "empty_text", "row holds only whitespace")
+                else:
+                    c.reject(
+                        source, _surrogates_lossy(raw_row), "malformed_row",
+                        f"{len(row)} fields, header has {len(header)}",
+                    )  # fmt: skip
             elif _has_surrogates(raw_row):
                 bad = next(h for h, cell in zip(header, row) if _has_surrogates(cell))
                 c.reject(

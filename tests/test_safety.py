@@ -293,3 +293,12 @@ def test_text_folder_follows_symlinked_folders_and_rejects_dangling_links(workdi
     assert stats["records_in"] == 3 and stats["records_out"] == 2
     bad = rejects("runs/t", "00_ingest")
     assert bad["reason"].to_list() == ["unreadable"] and "does not exist" in bad["detail"][0]
+
+
+def test_csv_rows_of_whitespace_or_the_wrong_width_are_rejected_not_dropped(workdir):
+    from .conftest import rejects
+
+    (workdir / "t.csv").write_text("text,topic\nfirst record,a\n   \n,,\n\nsecond record,b\n", encoding="utf-8")
+    stats = run({"input": ["t.csv"]})
+    assert stats["records_out"] == 2
+    assert sorted(rejects("runs/t", "00_ingest")["reason"].to_list()) == ["empty_text", "empty_text"]
