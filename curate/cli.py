@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from collections.abc import Callable
@@ -30,8 +31,28 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except CurateError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
+        except OSError as e:
+            if e.errno not in _ENVIRONMENT_ERRNOS:
+                raise
+            click.echo(f"error: {_os_message(e)}", err=True)
+            sys.exit(2)
+        except Exception as e:  # polars wraps the OS error of a write it could not finish
+            if type(e).__module__.split(".")[0] != "polars" or "os error" not in str(e):
+                raise
+            click.echo(f"error: could not write: {str(e).splitlines()[0]}. {_FIX}", err=True)
+            sys.exit(2)
 
     return wrapper
+
+
+# Errors of the machine, not of curate: a full disk, a read-only or forbidden folder.
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+_FIX = "Free space or choose a writable folder, then run the same command again: finished work is kept and resumed."
+
+
+def _os_message(e: OSError) -> str:
+    where = f" '{e.filename}'" if e.filename else ""
+    return f"cannot write{where}: {e.strerror or e}. {_FIX}"
 
 
 def _reporter(ctx: click.Context):

@@ -302,3 +302,24 @@ def test_csv_rows_of_whitespace_or_the_wrong_width_are_rejected_not_dropped(work
     stats = run({"input": ["t.csv"]})
     assert stats["records_out"] == 2
     assert sorted(rejects("runs/t", "00_ingest")["reason"].to_list()) == ["empty_text", "empty_text"]
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 64 KiB tmpfs (needs root, as CI has): the place to fill a disk for real."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_a_full_disk_or_read_only_folder_is_one_clear_line(tmp_path, tiny_disk):
+    write_jsonl(tmp_path / "big.jsonl", [{"text": f"record {i} " + "word " * 30} for i in range(5000)])
+    full = curate("-q", "ingest", "big.jsonl", "-o", str(tiny_disk / "run"), cwd=tmp_path)
+    assert full.returncode == 2 and "No space left on device" in full.stderr, full.stderr
+    assert "Traceback" not in full.stderr and len(full.stderr.strip().splitlines()) == 1
+    subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], check=True)
+    ro = curate("-q", "ingest", "big.jsonl", "-o", str(tiny_disk / "run2"), cwd=tmp_path)
+    assert ro.returncode == 2 and "Read-only file system" in ro.stderr and "Traceback" not in ro.stderr
