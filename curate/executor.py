@@ -162,7 +162,7 @@ class LocalExecutor:
             with _environ(pool_environ()):  # read by the server's allocators as it starts
                 multiprocessing.forkserver.ensure_running()  # starts it (no wait for its imports)
         self._pool = ProcessPoolExecutor(
-            self.workers, mp_context=ctx, initializer=_init_worker, initargs=(self.plugins,)
+            self.workers, mp_context=ctx, initializer=_init_worker, initargs=(self.plugins, _process_identity())
         )
         pool, ready = self._pool, self._pool_ready
 
@@ -242,13 +242,42 @@ def _context(preload: tuple[str, ...] = ()) -> multiprocessing.context.BaseConte
     return ctx
 
 
-def _init_worker(plugins: list[str]) -> None:
+def _init_worker(plugins: list[str], owner: tuple[int, str] | None = None) -> None:
     # No POLARS_MAX_THREADS here: polars reads it when imported, and the forkserver imported
     # it already. Pool processes keep polars' full thread pool: their tasks are mostly
     # single-threaded Python and compiled kernels, and a global stage's decide() runs in one.
     from curate.recipe import load_plugins
 
     load_plugins(plugins)
+    if owner is not None:
+        threading.Thread(target=_exit_with, args=(owner,), name="curate-owner-watch", daemon=True).start()
+
+
+def _process_identity(pid: int | None = None) -> tuple[int, str]:
+    """A process's id and start time (field 22 of /proc/PID/stat), so a reused id is not taken
+    for the same process. Empty start time where /proc is missing."""
+    pid = pid or os.getpid()
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return pid, fh.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return pid, ""
+
+
+def _exit_with(owner: tuple[int, str], every: float = 0.5) -> None:
+    """A pool process ends itself when the process that owns the pool is gone: killed with -9 (the
+    OOM killer's way), nothing else would stop it, and it holds a stage's models in memory."""
+    pid, started = owner
+    while True:
+        time.sleep(every)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:
+            pass  # alive, another user's
+        if started and _process_identity(pid)[1] != started:
+            os._exit(1)  # the id now belongs to another process
 
 
 # Heavy resources load once per worker process: the first task of a stage

@@ -323,3 +323,49 @@ def test_a_full_disk_or_read_only_folder_is_one_clear_line(tmp_path, tiny_disk):
     subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], check=True)
     ro = curate("-q", "ingest", "big.jsonl", "-o", str(tiny_disk / "run2"), cwd=tmp_path)
     assert ro.returncode == 2 and "Read-only file system" in ro.stderr and "Traceback" not in ro.stderr
+
+
+def _descendants(pid: int) -> set[int]:
+    out, todo = set(), [pid]
+    while todo:
+        parent = todo.pop()
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                if ppid == parent and int(entry.name) not in out:
+                    out.add(int(entry.name))
+                    todo.append(int(entry.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie holds no memory; only its (gone) parent could reap it
+
+
+def test_pool_processes_exit_when_the_main_process_is_killed(tmp_path):
+    import signal
+    import time
+
+    write_jsonl(tmp_path / "a.jsonl", [{"text": f"record {i} with words"} for i in range(200)])
+    recipe = {"name": "t", "input": ["a.jsonl"], "plugins": [PLUGIN], "report": False, "run": {"workers": 2,
+              "shard_size": 5}, "stages": [{"stage": "test.sleep", "seconds": 1.0}]}  # fmt: skip
+    (tmp_path / "r.yaml").write_text(json.dumps(recipe))
+    main = subprocess.Popen([*CURATE, "-q", "run", "r.yaml"], cwd=tmp_path, stderr=subprocess.DEVNULL)
+    deadline, family = time.time() + 60, set()
+    while time.time() < deadline and len(family) < 4:  # resource tracker, forkserver, 2 workers
+        time.sleep(0.2)
+        family = _descendants(main.pid)
+    assert len(family) >= 4, family
+    main.send_signal(signal.SIGKILL)  # what the OOM killer does
+    main.wait()
+    deadline = time.time() + 15
+    while time.time() < deadline and any(_alive(p) for p in family):
+        time.sleep(0.2)
+    assert not [p for p in family if _alive(p)], "pool processes outlived the killed main process"
