@@ -192,6 +192,10 @@ def check_input(spec: InputSpec) -> None:
         _check_columns(spec, schema.names)
     if fmt == "jsonl":
         _check_jsonl_fields(spec, files)
+    if fmt == "csv" and p.is_file():
+        header = _csv_header(spec)
+        if header is not None:
+            _check_columns(spec, header)  # before work, not when the reader reaches the file
     if fmt in ("hf_disk", "hf"):
         try:
             import datasets  # noqa: F401
@@ -270,9 +274,26 @@ def _check_columns(spec: InputSpec, names: list[str]) -> None:
     for key in ("text_field", "id_field"):
         col = getattr(spec, key)
         if col is not None and col not in names:
+            if spec.resolved_format() == "csv" and len(names) == 1:
+                other = next((d for d in (";", "\t", "|") if d in names[0]), None)
+                if other is not None:
+                    shown = "\\t" if other == "\t" else other
+                    raise InputError(
+                        f"input '{spec.path}': the header '{names[0]}' reads as one column: the file is probably "
+                        f"separated by '{shown}'. Set `delimiter: '{shown}'` on the input."
+                    )
             raise InputError(
                 f"input '{spec.path}': column '{col}' ({key}) not found; columns are {names}. Set `{key}:`."
             )
+
+
+def _csv_header(spec: InputSpec) -> list[str] | None:
+    path = Path(spec.path)
+    delimiter = spec.delimiter or ("\t" if ".tsv" in path.name.lower() else ",")
+    with _open_binary(path) as raw:
+        fh = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
+        header = next(csv.reader(fh, delimiter=delimiter), None)
+    return [h.lstrip("\ufeff") for h in header] if header is not None else None
 
 
 def fingerprint(spec: InputSpec) -> dict[str, Any]:

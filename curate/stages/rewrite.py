@@ -48,6 +48,13 @@ class LexiconRewrite(Stage):
     batch_size: int = Field(default=64, ge=1)
     """Texts per spaCy nlp.pipe batch."""
 
+    @field_validator("spacy_model")
+    @classmethod
+    def _spacy_model_installed(cls, name: str) -> str:
+        from curate.nlp import check_spacy_model
+
+        return check_spacy_model(name)
+
     @field_validator("lexicons")
     @classmethod
     def _lexicons_valid(cls, names: list[str]) -> list[str]:
