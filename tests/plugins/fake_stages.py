@@ -54,3 +54,20 @@ class UnpicklableSetup(Stage):
         time.sleep(0.05)
         out = batch.with_columns(pl.col("text").map_elements(self._resource, return_dtype=pl.String))
         return Split(kept=out, rejected=out.clear(), modified=len(out))
+
+
+@stage("test.crash_unless_resumed")
+class CrashUnlessResumed(Stage):
+    """Passes records through; while the file `marker` exists, fails on every shard whose records
+    all come after line `after` (a run that dies part-way through a stage, for resume tests)."""
+
+    marker: str
+    after: int = 0
+
+    def process(self, batch: pl.DataFrame) -> Split:
+        import os
+
+        lines = [int(s.rsplit(":", 1)[1]) for s in batch["source"]]
+        if os.path.exists(self.marker) and lines and min(lines) > self.after:
+            raise RuntimeError("simulated crash")
+        return Split(kept=batch, rejected=batch.clear())
