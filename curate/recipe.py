@@ -126,9 +126,22 @@ class Plan(BaseModel):
             "split_bytes": r.run.split_bytes,
             "output_format": r.output.format,
             "output_compression": r.output.compression,
+            "plugins": _plugin_hashes(r.plugins),
             "compression": r.run.compression,
         }
         return hashlib.sha256(json.dumps(canon, sort_keys=True).encode()).hexdigest()
+
+
+def _plugin_hashes(plugins: list[str]) -> dict[str, str | None]:
+    """Content hash of each plugin's source file: an edited stage must not resume into old parts."""
+    out: dict[str, str | None] = {}
+    for plugin in plugins:
+        path = Path(plugin) if plugin.endswith(".py") else None
+        if path is None:
+            spec = importlib.util.find_spec(plugin)
+            path = Path(spec.origin) if spec is not None and spec.origin else None
+        out[plugin] = hashlib.sha256(path.read_bytes()).hexdigest() if path is not None and path.is_file() else None
+    return out
 
 
 def load_plugins(plugins: list[str]) -> None:

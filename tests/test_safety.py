@@ -397,3 +397,15 @@ def test_a_semicolon_csv_gets_a_hint_about_the_delimiter_before_work(workdir):
         run({"input": ["semi.csv"]})
     assert not (workdir / "runs" / "t" / "00_ingest").exists()
     assert run({"input": [{"path": "semi.csv", "delimiter": ";"}]})["records_out"] == 1
+
+
+def test_resume_is_refused_after_a_plugin_edit(workdir):
+    plugin = workdir / "mine.py"
+    plugin.write_text((Path(PLUGIN)).read_text())
+    write_jsonl(workdir / "a.jsonl", [{"text": f"record {i} with words"} for i in range(10)])
+    recipe = {"input": ["a.jsonl"], "plugins": ["mine.py"], "stages": ["test.reject_odd"]}
+    run(recipe)
+    run(recipe)
+    plugin.write_text(plugin.read_text() + "\n# an edit\n")
+    with pytest.raises(CurateError, match="different recipe"):
+        run(recipe)
