@@ -409,3 +409,23 @@ def test_resume_is_refused_after_a_plugin_edit(workdir):
     plugin.write_text(plugin.read_text() + "\n# an edit\n")
     with pytest.raises(CurateError, match="different recipe"):
         run(recipe)
+
+
+def test_export_refuses_a_run_killed_mid_stage(tmp_path):
+    import signal
+    import time
+
+    write_jsonl(tmp_path / "a.jsonl", [{"text": f"Call Maria at 415-867-{5300 + i}."} for i in range(60)])
+    recipe = {"name": "t", "input": ["a.jsonl"], "plugins": [PLUGIN], "report": False, "run": {"workers": 1,
+              "shard_size": 5}, "stages": ["normalize", {"stage": "test.sleep", "seconds": 0.5}]}  # fmt: skip
+    (tmp_path / "r.yaml").write_text(json.dumps(recipe))
+    main = subprocess.Popen([*CURATE, "-q", "run", "r.yaml"], cwd=tmp_path, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list((tmp_path / "runs/t/02_test.sleep").glob("part-*.parquet")):
+        time.sleep(0.05)
+    main.send_signal(signal.SIGKILL)
+    main.wait()
+    done = curate("export", "runs/t", "-o", "exp", cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "is not finished: it stopped after normalize, before test.sleep" in done.stderr, done.stderr
+    assert not (tmp_path / "exp").exists()
