@@ -449,18 +449,12 @@ def _phone_recognizer(regions: list[str], lang: str) -> Any:
     """Phone numbers of every listed region, found and validated by Google's libphonenumber
     (``phonenumbers``): national formats ("030/12345678", "06 12 34 56 78", "4158675309") and
     international ones ("+44 20 7946 0958"), whatever the separators."""
-    from presidio_analyzer import EntityRecognizer, RecognizerResult
+    from presidio_analyzer import RecognizerResult
 
-    class PhoneNumbersRecognizer(EntityRecognizer):
-        def load(self) -> None:
-            pass
+    def find(text: str) -> list:
+        return [RecognizerResult("PHONE_NUMBER", s, e, 0.7) for s, e in find_phone_numbers(text, regions)]
 
-        def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list:
-            return [RecognizerResult("PHONE_NUMBER", s, e, 0.7) for s, e in find_phone_numbers(text, regions)]
-
-    return PhoneNumbersRecognizer(
-        supported_entities=["PHONE_NUMBER"], name=f"phonenumbers_{lang}", supported_language=lang
-    )
+    return _function_recognizer(f"phonenumbers_{lang}", "PHONE_NUMBER", lang, find)
 
 
 # Locales whose first-name lists back the name-list recognizer (from faker's data).
@@ -522,7 +516,7 @@ def _name_list_recognizer(lang: str = "en") -> Any:
     written in capitals ("JOHN SMITH"); a first name alone when it is not also a common word
     ("Jason"; lowercase too in English, where social posts write "jason")."""
     import regex
-    from presidio_analyzer import EntityRecognizer, RecognizerResult
+    from presidio_analyzer import RecognizerResult
 
     known = first_names()
     alone = lone_first_names()
@@ -536,26 +530,22 @@ def _name_list_recognizer(lang: str = "en") -> Any:
     # dictionary ("Durante", "Mercedes", "Dolores" are words in Spanish).
     single = regex.compile(r"(?<![\p{L}@#])(\p{L}[\p{Ll}]{2,})(?![\p{L}])") if lang == "en" else None
 
-    class NameListRecognizer(EntityRecognizer):
-        def load(self) -> None:
-            pass
+    def find(text: str) -> list:
+        found = [
+            RecognizerResult("PERSON", m.start(), m.end(), 0.7)
+            for m in candidate.finditer(text)
+            if (m.group(1) or m.group(2).title()) in known
+        ]
+        for m in single.finditer(text) if single is not None else ():
+            if m.group(1).title() in alone:
+                end = m.end()
+                nxt = surname.match(text, end)
+                if nxt and _surname_like(nxt.group(1)):
+                    end = nxt.end()  # "Kylie minogue", "Mauro renallo": the family name goes too
+                found.append(RecognizerResult("PERSON", m.start(), end, 0.6 if m.group(1)[0].isupper() else 0.5))
+        return found
 
-        def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list:
-            found = [
-                RecognizerResult("PERSON", m.start(), m.end(), 0.7)
-                for m in candidate.finditer(text)
-                if (m.group(1) or m.group(2).title()) in known
-            ]
-            for m in single.finditer(text) if single is not None else ():
-                if m.group(1).title() in alone:
-                    end = m.end()
-                    nxt = surname.match(text, end)
-                    if nxt and _surname_like(nxt.group(1)):
-                        end = nxt.end()  # "Kylie minogue", "Mauro renallo": the family name goes too
-                    found.append(RecognizerResult("PERSON", m.start(), end, 0.6 if m.group(1)[0].isupper() else 0.5))
-            return found
-
-    return NameListRecognizer(supported_entities=["PERSON"], name="name_list", supported_language=lang)
+    return _function_recognizer("name_list", "PERSON", lang, find)
 
 
 # Words of informal English that no dictionary table lists, and names of peoples and languages:
@@ -603,33 +593,58 @@ def _street_line_pattern() -> Any:
 
 
 def _street_line_recognizer(lang: str) -> Any:
-    from presidio_analyzer import EntityRecognizer, RecognizerResult
+    from presidio_analyzer import RecognizerResult
 
     pattern = _street_line_pattern()
 
-    class StreetLineRecognizer(EntityRecognizer):
+    def find(text: str) -> list:
+        out = []
+        for m in pattern.finditer(text):
+            out.append(RecognizerResult("STREET_ADDRESS", *m.span("street"), 0.75))
+            if m.group("postcode"):  # the state between stays (HIPAA keeps states)
+                out.append(RecognizerResult("LOCATION", *m.span("town"), 0.7))
+                out.append(RecognizerResult("ZIP_CODE", *m.span("postcode"), 0.7))
+        return out
+
+    return _function_recognizer("street_line", "STREET_ADDRESS", lang, find)
+
+
+@functools.lru_cache(maxsize=65536)
+def no_english_word(word: str) -> bool:
+    """Neither an English dictionary word (lemminflect's tables), a stop word, a month or weekday,
+    nor informal English: what a capitalised word must be to be taken for a name or a place."""
+    import lemminflect
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    low = word.lower()
+    return (
+        low not in STOP_WORDS
+        and low not in _MONTHS_AND_DAYS
+        and low not in _NOT_NAMES_INFORMAL
+        and not lemminflect.getAllLemmas(low)
+    )
+
+
+def _function_recognizer(name: str, entity: str, lang: str, find: Any) -> Any:
+    """A Presidio recognizer from a function text -> [RecognizerResult]."""
+    from presidio_analyzer import EntityRecognizer
+
+    class FunctionRecognizer(EntityRecognizer):
         def load(self) -> None:
             pass
 
         def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list:
-            out = []
-            for m in pattern.finditer(text):
-                out.append(RecognizerResult("STREET_ADDRESS", *m.span("street"), 0.75))
-                if m.group("postcode"):  # the state between stays (HIPAA keeps states)
-                    out.append(RecognizerResult("LOCATION", *m.span("town"), 0.7))
-                    out.append(RecognizerResult("ZIP_CODE", *m.span("postcode"), 0.7))
-            return out
+            return find(text)
 
-    return StreetLineRecognizer(supported_entities=["STREET_ADDRESS"], name="street_line", supported_language=lang)
+    return FunctionRecognizer(supported_entities=[entity], name=name, supported_language=lang)
 
 
 def _place_recognizer() -> Any:
     """LOCATION, English: a place name after "in", "from", "near", "around", "visiting", "moved to",
     "based in" whose words are no English words ("in Matthewstad", "from Lake Meganhaven"), the
     towns a small NER does not know."""
-    import lemminflect
     import regex
-    from presidio_analyzer import EntityRecognizer, RecognizerResult
+    from presidio_analyzer import RecognizerResult
     from spacy.lang.en.stop_words import STOP_WORDS
 
     place = regex.compile(
@@ -638,66 +653,39 @@ def _place_recognizer() -> Any:
         r"(\p{Lu}[\p{Ll}'’-]+(?:[ -](?:\p{Lu}[\p{Ll}'’-]+|de|la|le|sur|am|an|der|del)){0,3})"
     )
 
-    @functools.lru_cache(maxsize=65536)
-    def unknown(w: str) -> bool:
-        low = w.lower()
-        return (
-            low not in STOP_WORDS
-            and low not in _MONTHS_AND_DAYS
-            and low not in _NOT_NAMES_INFORMAL
-            and not lemminflect.getAllLemmas(low)
-        )
+    def find(text: str) -> list:
+        out = []
+        for m in place.finditer(text):
+            words = regex.split(r"[ -]", m.group(1))
+            if words[0].lower() not in STOP_WORDS and any(no_english_word(w) for w in words if w[:1].isupper()):
+                out.append(RecognizerResult("LOCATION", m.start(1), m.end(1), 0.5))
+        return out
 
-    class PlaceRecognizer(EntityRecognizer):
-        def load(self) -> None:
-            pass
-
-        def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list:
-            out = []
-            for m in place.finditer(text):
-                words = regex.split(r"[ -]", m.group(1))
-                if words[0].lower() not in STOP_WORDS and any(unknown(w) for w in words if w[:1].isupper()):
-                    out.append(RecognizerResult("LOCATION", m.start(1), m.end(1), 0.5))
-            return out
-
-    return PlaceRecognizer(supported_entities=["LOCATION"], name="place_after_preposition", supported_language="en")
+    return _function_recognizer("place_after_preposition", "LOCATION", "en", find)
 
 
 def _capitalized_word_recognizer() -> Any:
     """PERSON, English only: a capitalised word that is no English word (lemminflect's tables, stop
     words, months), e.g. "Shaq", "Kimmel", "Pyrion". Catches names the NER misses in informal text,
     at the cost of some brand and product names (profile key ``capitalized_names``)."""
-    import lemminflect
     import regex
-    from presidio_analyzer import EntityRecognizer, RecognizerResult
+    from presidio_analyzer import RecognizerResult
     from spacy.lang.en.stop_words import STOP_WORDS
 
     word = regex.compile(r"(?<![\p{L}\d@#_/.])(\p{Lu}\p{Ll}{2,})(?![\p{L}\d_]|\.\w)")
     lower_word = regex.compile(r"\b\p{L}+\b")
 
-    @functools.lru_cache(maxsize=65536)
-    def unknown(w: str) -> bool:
-        low = w.lower()
-        return (
-            low not in STOP_WORDS
-            and low not in _MONTHS_AND_DAYS
-            and low not in _NOT_NAMES_INFORMAL
-            and not lemminflect.getAllLemmas(low)
-        )
+    def find(text: str) -> list:
+        # short foreign texts reach the English pipeline (too short to route): their nouns
+        # ("Die Entlassung erfolgte") are no English words either, so English has to show
+        words = lower_word.findall(text)
+        if words and sum(w.lower() in STOP_WORDS for w in words) < 0.05 * len(words):
+            return []
+        return [
+            RecognizerResult("PERSON", m.start(), m.end(), 0.45) for m in word.finditer(text) if no_english_word(m[1])
+        ]
 
-    class CapitalizedWordRecognizer(EntityRecognizer):
-        def load(self) -> None:
-            pass
-
-        def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list:
-            # short foreign texts reach the English pipeline (too short to route): their nouns
-            # ("Die Entlassung erfolgte") are no English words either, so English has to show
-            words = lower_word.findall(text)
-            if words and sum(w.lower() in STOP_WORDS for w in words) < 0.05 * len(words):
-                return []
-            return [RecognizerResult("PERSON", m.start(), m.end(), 0.45) for m in word.finditer(text) if unknown(m[1])]
-
-    return CapitalizedWordRecognizer(supported_entities=["PERSON"], name="capitalized_word", supported_language="en")
+    return _function_recognizer("capitalized_word", "PERSON", "en", find)
 
 
 def _window_enhancer() -> Any:
