@@ -401,9 +401,16 @@ def test_a_semicolon_csv_gets_a_hint_about_the_delimiter_before_work(workdir):
 
 def test_resume_is_refused_after_a_plugin_edit(workdir):
     plugin = workdir / "mine.py"
-    plugin.write_text((Path(PLUGIN)).read_text())
+    plugin.write_text(
+        "import polars as pl\n"
+        "from curate.registry import Split, Stage, stage\n\n\n"
+        '@stage("test.plugin_edit_probe")\n'
+        "class Probe(Stage):\n"
+        "    def process(self, batch: pl.DataFrame) -> Split:\n"
+        "        return Split(kept=batch, rejected=batch.clear())\n"
+    )
     write_jsonl(workdir / "a.jsonl", [{"text": f"record {i} with words"} for i in range(10)])
-    recipe = {"input": ["a.jsonl"], "plugins": ["mine.py"], "stages": ["test.reject_odd"]}
+    recipe = {"input": ["a.jsonl"], "plugins": ["mine.py"], "stages": ["test.plugin_edit_probe"]}
     run(recipe)
     run(recipe)
     plugin.write_text(plugin.read_text() + "\n# an edit\n")
