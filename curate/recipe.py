@@ -132,6 +132,29 @@ class Plan(BaseModel):
         return hashlib.sha256(json.dumps(canon, sort_keys=True).encode()).hexdigest()
 
 
+def _check_ranked_columns(stages: list[Stage], problems: list[str]) -> None:
+    """A stage that ranks records by a column (dedup.minhash keep: quality) needs an earlier stage
+    that makes it: found before work, not when the stage reaches its first shard. Plugin stages may
+    add any column, so after one the check is left to the stage."""
+    from curate.registry import BUILTIN_STAGE_MODULES
+
+    for i, st in enumerate(stages):
+        field = getattr(st, "quality_field", None)
+        if getattr(st, "keep", None) != "quality" or not field:
+            continue
+        earlier = stages[:i]
+        if any(type(e).__module__ not in BUILTIN_STAGE_MODULES for e in earlier):
+            continue
+        made = [c for e in earlier for c in e.numeric_columns]
+        if field not in made:
+            hint = did_you_mean(field, made) or (
+                f" Earlier stages make: {', '.join(made)}."
+                if made
+                else " Add quality.heuristics before it (q_* scores)."
+            )
+            problems.append(f"stages[{i}] ({st.name}).quality_field: no earlier stage makes a column '{field}'.{hint}")
+
+
 def _plugin_hashes(plugins: list[str]) -> dict[str, str | None]:
     """Content hash of each plugin's source file: an edited stage must not resume into old parts."""
     out: dict[str, str | None] = {}
@@ -204,6 +227,7 @@ def load_recipe(source: str | os.PathLike | dict[str, Any], overrides: dict[str,
         built = _build_stage(entry, f"stages[{i}]", problems)
         if built is not None:
             stages.append(built)
+    _check_ranked_columns(stages, problems)
     if recipe.gate is not None:
         names = [s.name for s in stages]
         for name in recipe.gate.max_stage_reject_rate:

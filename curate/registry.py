@@ -84,6 +84,9 @@ class Stage(BaseModel):
     #: modules worth importing once in the process workers fork from (heavy
     #: libraries the stage's setup() needs), instead of once per worker
     preload: ClassVar[tuple[str, ...]] = ()
+    #: numeric columns the stage adds to every record it keeps (a later stage may rank by them,
+    #: e.g. dedup.minhash's quality_field; the recipe is checked against them before work)
+    numeric_columns: ClassVar[tuple[str, ...]] = ()
 
     def setup(self) -> None:
         """Load heavy resources. Called once per worker before the first batch."""

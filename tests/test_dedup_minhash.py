@@ -344,7 +344,7 @@ def test_keep_longest(workdir: Path):
 
 def test_keep_quality_needs_the_column_to_exist(workdir: Path):
     write_jsonl(workdir / "q.jsonl", [{"text": BASE[0], "q": 0.9}])  # q stays in meta: not a column
-    with pytest.raises(RecipeError, match="column 'q' is missing"):
+    with pytest.raises(RecipeError, match="no earlier stage makes a column 'q'"):  # before any work
         run({"input": ["q.jsonl"], "stages": [{"stage": "dedup.minhash", "keep": "quality", "quality_field": "q"}]})
 
 

@@ -436,3 +436,11 @@ def test_export_refuses_a_run_killed_mid_stage(tmp_path):
     assert done.returncode == 2, done.stdout + done.stderr
     assert "is not finished: it stopped after normalize, before test.sleep" in done.stderr, done.stderr
     assert not (tmp_path / "exp").exists()
+
+
+def test_keep_quality_without_a_stage_making_the_column_is_refused_before_work(workdir):
+    write_jsonl(workdir / "a.jsonl", [{"text": "x y z"}])
+    with pytest.raises(CurateError, match=r"no earlier stage makes a column 'q_word'. Did you mean 'q_words'"):
+        run({"input": ["a.jsonl"], "stages": ["quality.heuristics",
+                                              {"stage": "dedup.minhash", "keep": "quality", "quality_field": "q_word"}]})  # fmt: skip
+    assert not (workdir / "runs").exists()

@@ -126,6 +126,7 @@ class Heuristics(Stage):
         ("repeated_ngrams", "q_top_2gram", "max_top_2gram", "max"),
         ("boilerplate", "q_boilerplate_lines", "max_boilerplate_lines", "max"),
     )
+    numeric_columns = tuple(dict.fromkeys(column for _, column, _, _ in _CHECKS))
 
     def process(self, batch: pl.DataFrame) -> Split:
         scored = batch.with_columns(**self.scores(batch["text"]))
@@ -235,6 +236,7 @@ class LanguageId(Stage):
     """
 
     preload = ("lingua",)
+    numeric_columns = ("lang_confidence",)
 
     allowed: list[str] = ["en"]
     """ISO 639-1 codes to keep; empty keeps every language (and only labels)."""
