@@ -54,7 +54,7 @@ from curate.io import ByteRange, check_input, row_groups_of, scan_input, write_j
 from curate.progress import Reporter, make_reporter
 from curate.recipe import Plan
 from curate.registry import BUILTIN_STAGE_MODULES, GlobalStage
-from curate.safety import check_removable, remove_owned
+from curate.safety import check_removable, overlap, remove_owned
 
 SUCCESS = "_SUCCESS.json"
 _VERSIONED_PACKAGES = ("polars", "pyarrow", "pydantic", "ftfy", "xxhash", "datasets")
@@ -93,9 +93,8 @@ class Runner:
         elif self.run_dir.exists() and not self.run_dir.is_dir():
             raise RecipeError(f"run directory '{self.run_dir}' is a file: set output.run_dir (or -o) to a folder.")
         else:
-            run_dir = self.run_dir.resolve()
             for p in inputs:
-                if p.exists() and (run_dir in [p.resolve(), *p.resolve().parents] or p.resolve() in run_dir.parents):
+                if p.exists() and overlap(self.run_dir, p):
                     raise RecipeError(
                         f"run directory '{self.run_dir}' and input '{p}' overlap: a run writes into its folder, "
                         "and the next run would read what it wrote. Choose an output folder outside the inputs."
@@ -527,18 +526,14 @@ def run_lock(run_dir: Path) -> Iterator[None]:
 def _check_inputs_disjoint(inputs: list[Path]) -> None:
     """The same file reached through two inputs ("d" and "d/", "d" and "d/sub") would be read twice
     under one record id, and deduplication would then remove both copies as each other's duplicate."""
-    seen: list[tuple[Path, Path]] = []
-    for p in inputs:
-        if not p.exists():
-            continue
-        r = p.resolve()
-        for q, rq in seen:
-            if r == rq or rq in r.parents or r in rq.parents:
+    existing = [p for p in inputs if p.exists()]
+    for i, p in enumerate(existing):
+        for q in existing[:i]:
+            if overlap(q, p):
                 raise RecipeError(
                     f"inputs '{q}' and '{p}' overlap (the same files would be read twice): list each file or "
                     "folder once."
                 )
-        seen.append((p, r))
 
 
 def finished_output(run_dir: str | os.PathLike) -> list[Path]:

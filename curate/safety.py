@@ -27,10 +27,8 @@ def check_removable(path: Path, kind: str, marker: str, protected: list[Path] = 
         return
     if not path.is_dir() or path.is_symlink():
         raise UnsafeDeleteError(f"{kind} '{path}' exists and is not a folder: choose another path.")
-    resolved = path.resolve()
     for p in protected:
-        q = Path(p).resolve()
-        if q == resolved or resolved in q.parents or q in resolved.parents:
+        if overlap(path, p):
             raise UnsafeDeleteError(
                 f"refusing to replace {kind} '{path}': it holds or is inside '{p}', which this command reads. "
                 "Choose another output folder."
@@ -42,6 +40,12 @@ def check_removable(path: Path, kind: str, marker: str, protected: list[Path] = 
             f"refusing to replace {kind} '{path}': it is not empty and this tool did not write it (no {marker}). "
             "Choose another output folder, or remove it yourself if you mean to."
         )
+
+
+def overlap(a: Path, b: Path) -> bool:
+    """Whether two existing paths are the same, or one lies inside the other (links resolved)."""
+    ra, rb = Path(a).resolve(), Path(b).resolve()
+    return ra == rb or ra in rb.parents or rb in ra.parents
 
 
 def remove_owned(path: Path, kind: str, marker: str, protected: list[Path] = ()) -> None:
