@@ -234,11 +234,6 @@ class Engine:
     analyzers: dict[str, Any] = field(default_factory=dict)  # language -> analyzer over its recognizers only
 
 
-@dataclass
-class _Inline:
-    nlp: Any
-
-
 # spaCy NER pipelines by language: names and places come from these where a language has one.
 # Other languages get a blank tokenizer (spacy.blank) and rely on recognizers and trained detectors.
 NER_MODELS = {"en": None}  # None: the stage's spacy_model
@@ -287,8 +282,9 @@ def build_engine(profile_name: str, spacy_model: str = DEFAULT_SPACY_MODEL) -> E
     # shared tok2vec feeds nothing either (ner has its own). NER too is skipped when a
     # profile has no NER-based entities.
     exclude = ["parser", "tagger", "attribute_ruler", "lemmatizer", "senter"] + ([] if profile.ner else ["ner"])
-    pipelines = {}
+    pipelines: dict[str, Any] = {}
     ner_languages = []
+    blank = None
     for lang in languages:
         if lang in NER_MODELS:
             model = NER_MODELS[lang] or spacy_model
@@ -303,9 +299,23 @@ def build_engine(profile_name: str, spacy_model: str = DEFAULT_SPACY_MODEL) -> E
         else:
             # tokens only (recognizers read the text): spaCy's multi-language tokenizer, shared, since
             # a language's own can take seconds to load (French: its exception table) for nothing
-            pipelines[lang] = blank = pipelines.get("xx") or spacy.blank("xx")
-            pipelines["xx"] = blank
+            blank = blank or spacy.blank("xx")
+            pipelines[lang] = blank
+    detectors = []
+    inline: dict[str, Any] = {}  # language -> the detector that is its pipeline
+    for det in profile.detectors:
+        from curate.pii.train import resolve_detector
+
+        nlp = spacy.load(resolve_detector(det["model"]))
+        det_langs = set(det.get("languages") or languages)
+        # A detector is the pipeline of a language that has no NER of its own: the text is then
+        # tokenized once, and its entities come with the Presidio artifacts.
+        for lang in sorted(det_langs):
+            if lang in pipelines and lang not in ner_languages and lang not in inline:
+                inline[lang] = pipelines[lang] = nlp
+        detectors.append((nlp, det_langs, float(det.get("score", 0.85))))
     nlp_engine.nlp = pipelines
+    nlp_engine.ner_languages = frozenset(ner_languages)
 
     registry = RecognizerRegistry(supported_languages=languages)
     for lang in languages:
@@ -346,22 +356,6 @@ def build_engine(profile_name: str, spacy_model: str = DEFAULT_SPACY_MODEL) -> E
         analyzers[lang] = AnalyzerEngine(
             registry=own, nlp_engine=nlp_engine, supported_languages=[lang], context_aware_enhancer=enhancer
         )
-    detectors = []
-    for det in profile.detectors:
-        from curate.pii.train import resolve_detector
-
-        nlp = spacy.load(resolve_detector(det["model"]))
-        det_langs = set(det.get("languages") or languages)
-        # A detector is the pipeline of a language that has no NER of its own: the text is then
-        # tokenized once, and its entities come with the Presidio artifacts.
-        for lang in sorted(det_langs):
-            if lang in pipelines and lang not in ner_languages and not isinstance(pipelines[lang], _Inline):
-                pipelines[lang] = _Inline(nlp)
-        detectors.append((nlp, det_langs, float(det.get("score", 0.85))))
-    pipelines.pop("xx", None)
-    nlp_engine.nlp = {lang: (p.nlp if isinstance(p, _Inline) else p) for lang, p in pipelines.items()}
-    nlp_engine.ner_languages = frozenset(ner_languages)
-    inline = {lang: p.nlp for lang, p in pipelines.items() if isinstance(p, _Inline)}
     return Engine(
         analyzer=analyzer,
         analyzers=analyzers,
