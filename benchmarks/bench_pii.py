@@ -89,6 +89,9 @@ def load_sets(limit: int | None) -> dict[str, tuple[str, list[LabelledDoc]]]:
     presidio_synth = presidio_evaluator_set()
     if presidio_synth:
         sets["presidio_synth"] = ("hipaa", presidio_synth)
+        # the rules were tuned looking at seed 7's misses; another draw of templates and fake values
+        # shows what carries over to sentences not looked at
+        sets["presidio_synth_unseen_draw"] = ("hipaa", presidio_evaluator_set(seed=99))
     from curate.pii.synth import pii_eval_set
 
     own = [
@@ -102,12 +105,12 @@ def load_sets(limit: int | None) -> dict[str, tuple[str, list[LabelledDoc]]]:
     return sets
 
 
-def presidio_evaluator_set(n: int = 1500) -> list[LabelledDoc]:
+def presidio_evaluator_set(n: int = 1500, seed: int = 7) -> list[LabelledDoc]:
     """Sentences from presidio-evaluator's templates (written by Presidio's authors) filled by its
     faker-based generator, seeded. Empty when presidio-evaluator is not installed."""
     from pii_sets import presidio_generated
 
-    return presidio_generated(n)
+    return presidio_generated(n, seed=seed)
 
 
 def speed(docs: list[LabelledDoc], workdir: Path, repeats: int = 3) -> dict:

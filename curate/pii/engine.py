@@ -329,6 +329,9 @@ def build_engine(profile_name: str, spacy_model: str = DEFAULT_SPACY_MODEL) -> E
     if "STREET_ADDRESS" in profile.entities:
         for lang in languages:
             registry.add_recognizer(_street_line_recognizer(lang))
+    if "LOCATION" in profile.entities:
+        for lang in languages:
+            registry.add_recognizer(_address_block_recognizer(lang))
     if "LOCATION" in profile.entities and "en" in languages:
         registry.add_recognizer(_place_recognizer())
     if profile.ner:
@@ -614,6 +617,143 @@ def _street_line_recognizer(lang: str) -> Any:
     return _function_recognizer("street_line", "STREET_ADDRESS", lang, find)
 
 
+@functools.lru_cache(maxsize=1)
+def country_names() -> frozenset[str]:
+    """Country names in the languages faker knows ("Trinidad y Tabago", "Wit-Rusland", "Tschad"):
+    a line that is a country closes a postal address block."""
+    import importlib
+    import pkgutil
+
+    import faker.providers.address as addresses
+
+    names: set[str] = set()
+    for mod in pkgutil.iter_modules(addresses.__path__):
+        try:
+            provider = importlib.import_module(f"{addresses.__name__}.{mod.name}").Provider
+        except (ImportError, AttributeError):
+            continue
+        names.update(c.casefold() for c in getattr(provider, "countries", ()) if len(c) > 3)
+    return frozenset(names)
+
+
+@functools.lru_cache(maxsize=1)
+def _address_block_patterns() -> dict[str, Any]:
+    import regex
+
+    word = r"\p{Lu}[\p{L}'’.]*(?:-\p{L}[\p{L}'’.]*)*"
+    particle = r"(?:de|del|la|le|les|do|da|dos|das|di|du|op|aan|am|an|der|den|im|in|sur|en|y|e|'t|van|von|upon)"
+    town = rf"{word}(?:[\s-](?:{word}|{particle})){{0,4}}"
+    unit = r"(?:Apt\.?|Apartment|Suite|Unit|Flat|Piso|Box|Wohnung|Appartement|Lgh)\s*#?\s*\d{1,5}[A-Za-z]?"
+    postcode = (
+        r"(?:\d{4,5}(?:-\d{3,4})?|\d{2}-\d{3}|\d{4}\s?[A-Z]{2}|[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}"
+        r"|[A-Z]\d[A-Z]\s?\d[A-Z]\d|[A-Z]\d{2}\s?[A-Z0-9]{4})"
+    )
+    return {
+        # a line of a letter's address, quote marks and indent stripped: "> 14 Pogodna", "??? Unit 255"
+        "line": regex.compile(r"^[ \t>?*•|-]*(.*?)[ \t]*$", regex.M),
+        "street": regex.compile(
+            rf"^(?:{unit}\s+)?\d{{1,6}}(?:[/-]\d{{1,4}})?[A-Za-z]?,?\s+{word}(?:\s+(?:{word}|{particle})){{0,5}}"
+            rf"(?:,?\s+{unit})?$"
+        ),
+        "street_tail": regex.compile(rf"(?:{unit}\s+)?\d{{1,6}}(?:[/-]\d{{1,4}})?[A-Za-z]?\s+{word}(?:\s+(?:{word}|{particle})){{0,4}}$"),
+        "unit": regex.compile(rf"^{unit}$"),
+        "town": regex.compile(rf"^{town}$"),
+        "state": regex.compile(r"^[A-Z]{2,3}$"),
+        "postcode": regex.compile(rf"^(?:({town})\s+)?({postcode})$"),
+        # "Uppsala WA 94952", "Moura IL 8186-252", "Nieuwland CA 4551 GO"
+        "town_state_postcode": regex.compile(rf"^({town}),?\s+[A-Z]{{2,3}},?\s+({postcode})$"),
+        # "lives at 143 Strandgränd, Skövde", "his address: 71 Shane Retreat, Nicolechester"
+        "inline": regex.compile(
+            rf"(?<=\b(?:at|address(?: is)?:?|to)\s)(\d{{1,6}}[A-Za-z]?\s+{word}(?:\s+{word}){{0,3}}),\s+({town})"
+            r"(?=\s*(?:$|[.?!;]|\n))",
+            regex.M,
+        ),
+    }
+
+
+def _address_block_recognizer(lang: str) -> Any:
+    """A postal address written as a letter's block, one part a line, in any language:
+
+        14 Pogodna           <- street (a house number, then words)
+        Unit 255             <- unit (optional)
+        Krotoszyn            <- town
+        Guinea 09-271        <- country and/or postcode, or a US state line
+
+    No part alone says "address"; the shape of the lines together does: a town line counts only
+    after a street or unit line and before a postcode, state or country line (or a country line
+    alone after a name: "Piteå" / "Belarus"). Also an address in running text ending in its town
+    ("lives at 143 Strandgränd, Skövde")."""
+    from presidio_analyzer import RecognizerResult
+
+    p = _address_block_patterns()
+    countries = country_names()
+
+    def is_country(s: str) -> bool:
+        return s.casefold() in countries
+
+    def find(text: str) -> list:
+        if "\n" not in text and not p["inline"].search(text):
+            return []
+        lines = [(m.start(1), m.end(1), m.group(1)) for m in p["line"].finditer(text)]
+        out = []
+
+        def add(entity: str, start: int, end: int, score: float) -> None:
+            if end > start:
+                out.append(RecognizerResult(entity, start, end, score))
+
+        def closing(i: int) -> bool:
+            """Line i (skipping blank lines) ends an address block: postcode, state or country."""
+            while i < len(lines) and not lines[i][2]:
+                i += 1
+            if i >= len(lines):
+                return False
+            s, _, t = lines[i]
+            if p["state"].match(t) or is_country(t):
+                return True
+            m = p["postcode"].match(t)
+            return bool(m and (m.group(1) is None or is_country(m.group(1)) or len(m.group(1).split()) <= 4))
+
+        for i, (s, e, t) in enumerate(lines):
+            if not t:
+                continue
+            m = p["town_state_postcode"].match(t)
+            if m and not is_country(m.group(1)):
+                add("LOCATION", s + m.start(1), s + m.end(1), 0.7)
+                add("ZIP_CODE", s + m.start(2), s + m.end(2), 0.7)
+                if i > 0 and (tail := p["street_tail"].search(lines[i - 1][2])):
+                    add("STREET_ADDRESS", lines[i - 1][0] + tail.start(), lines[i - 1][0] + tail.end(), 0.65)
+                continue
+            if not p["town"].match(t) or is_country(t) or p["unit"].match(t):
+                continue
+            prev = [j for j in range(max(0, i - 3), i) if lines[j][2]]
+            street = [j for j in prev[-2:] if p["street"].match(lines[j][2])]
+            unit = [j for j in prev[-1:] if p["unit"].match(lines[j][2])]
+            nxt = i + 1
+            if (street or unit) and closing(nxt):
+                pass
+            elif nxt < len(lines) and is_country(lines[nxt][2]) and i > 0 and not lines[i - 1][2]:
+                pass  # "Carl Jönsson" / "" / "Piteå" / "Belarus"
+            else:
+                continue
+            add("LOCATION", s, e, 0.7)
+            for j in street:
+                add("STREET_ADDRESS", lines[j][0], lines[j][1], 0.7)
+            # the postcode after the town: on the closing lines, the state line skipped
+            for k in range(nxt, min(nxt + 3, len(lines))):
+                ks, _, kt = lines[k]
+                if pm := p["postcode"].match(kt):
+                    add("ZIP_CODE", ks + pm.start(2), ks + pm.end(2), 0.7)
+                    break
+                if kt and not (p["state"].match(kt) or is_country(kt)):
+                    break
+        for m in p["inline"].finditer(text):
+            add("STREET_ADDRESS", m.start(1), m.end(1), 0.65)
+            add("LOCATION", m.start(2), m.end(2), 0.65)
+        return out
+
+    return _function_recognizer("address_block", "LOCATION", lang, find)
+
+
 @functools.lru_cache(maxsize=65536)
 def no_english_word(word: str) -> bool:
     """Neither an English dictionary word (lemminflect's tables), a stop word, a month or weekday,
@@ -653,9 +793,11 @@ def _place_recognizer() -> Any:
     from spacy.lang.en.stop_words import STOP_WORDS
 
     place = regex.compile(
-        r"(?<=\b(?:in|from|near|around|visiting|moved to|move to|moving to|travel(?:l?ing)? to|trip to|based in|"
-        r"born in|lives in|living in|located in|office in|stay in|staying in)\s)"
-        r"(\p{Lu}[\p{Ll}'’-]+(?:[ -](?:\p{Lu}[\p{Ll}'’-]+|de|la|le|sur|am|an|der|del)){0,3})"
+        r"(?<=\b(?i:in|from|near|around|visiting|moved to|move to|moving to|travel(?:l?ing)? to|trip to|based in|"
+        r"born in|lives in|living in|located in|office in|stay in|staying in|university of|city of|town of|"
+        r"arrived at|arrive at|arriving at|returned to|return to|went to|flew to|fly to|flying to|drove to|"
+        r"world to|welcome to|greetings from)\s)"
+        r"(\p{Lu}[\p{Ll}'’-]+(?:[ -](?:\p{Lu}[\p{Ll}'’-]+|de|la|le|sur|am|an|der|del|do|da|dos|das|op|aan)){0,3})"
     )
 
     def find(text: str) -> list:
