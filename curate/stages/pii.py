@@ -127,8 +127,13 @@ class PiiScrub(Stage):
         out = {}
         for path in profile_files(self.profile):
             out[f"profile:{path.name}"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        from curate.pii.train import detector_available
+
         for det in load_profile(self.profile).detectors:
             folder = resolve_detector(det["model"])
+            if det.get("optional") and not detector_available(det["model"]):
+                out[f"detector:{det['model']}"] = "off: libraries not installed"
+                continue
             digest = hashlib.sha256()
             for f in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
                 digest.update(f.relative_to(folder).as_posix().encode() + b"\0" + f.read_bytes())
