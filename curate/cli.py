@@ -456,7 +456,10 @@ def pii_train(labelled, out, lang, family, label_map, held_out, epochs, seed) ->
         f"held out ({meta['held_out_documents']} documents): P {h['precision']:.3f} R {h['recall']:.3f} F {h['f']:.3f}"
     )
     for label, s in h["by_type"].items():
-        click.echo(f"  {label:24s} " + " ".join(f"{k[0].upper()} {v:.3f}" for k, v in s.items() if k in ("precision", "recall")))
+        click.echo(
+            f"  {label:24s} "
+            + " ".join(f"{k[0].upper()} {v:.3f}" for k, v in s.items() if k in ("precision", "recall"))
+        )
     click.echo(f"saved to {out}")
 
 

@@ -88,21 +88,56 @@ def test_partial_spans_widen_to_the_whole_identifier():
 # Addresses as letters and forms write them in many countries (issue 16: towns 0.64 and postcodes
 # 0.52 removed on presidio-evaluator's many-locale sentences): (text, values that must go, words that stay)
 ADDRESS_SHAPES = [
-    ("letter block", "Wojciech Paściak\n\n14 Pogodna\n Unit 255\n Krotoszyn\n Guinea 09-271\nThanks again",
-     ["14 Pogodna", "Krotoszyn", "09-271"], ["Thanks", "again"]),
-    ("quoted block, state line", "> 3212 Gertraud-Heintze-Gasse Suite 36\n>   Rudolstadt\n>    TX\n>    44026",
-     ["Gertraud", "Rudolstadt", "44026"], []),
-    ("town state postcode line", "Dott. Isabella Antonetti Apt. 655 0 Stretto Salvi\nMoura IL 8186-252",
-     ["Stretto Salvi", "Moura", "8186-252"], []),
+    (
+        "letter block",
+        "Wojciech Paściak\n\n14 Pogodna\n Unit 255\n Krotoszyn\n Guinea 09-271\nThanks again",
+        ["14 Pogodna", "Krotoszyn", "09-271"],
+        ["Thanks", "again"],
+    ),
+    (
+        "quoted block, state line",
+        "> 3212 Gertraud-Heintze-Gasse Suite 36\n>   Rudolstadt\n>    TX\n>    44026",
+        ["Gertraud", "Rudolstadt", "44026"],
+        [],
+    ),
+    (
+        "town state postcode line",
+        "Dott. Isabella Antonetti Apt. 655 0 Stretto Salvi\nMoura IL 8186-252",
+        ["Stretto Salvi", "Moura", "8186-252"],
+        [],
+    ),
     ("town then country", "Carl Jönsson\n\nPiteå\nBelarus", ["Piteå"], ["Belarus"]),
-    ("address in a sentence", "Marcus Sandberg lives at 143 Strandgränd, Skövde.", ["Strandgränd", "Skövde"], ["lives"]),
-    ("street then St.", "Ask the driver to stop at the corner of Kayleighhof St. and Lanaweg St. please.",
-     ["Kayleighhof", "Lanaweg"], ["driver", "corner", "please"]),
+    (
+        "address in a sentence",
+        "Marcus Sandberg lives at 143 Strandgränd, Skövde.",
+        ["Strandgränd", "Skövde"],
+        ["lives"],
+    ),
+    (
+        "street then St.",
+        "Ask the driver to stop at the corner of Kayleighhof St. and Lanaweg St. please.",
+        ["Kayleighhof", "Lanaweg"],
+        ["driver", "corner", "please"],
+    ),
     ("military mail", "Ship it to PSC 6676, Box 4020 APO AA 93498 by Friday.", ["6676", "4020", "93498"], ["Ship"]),
-    ("postcode after town", "I once lived in Pasaje de Delfina Santana 44 Apt. 31 Melilla, 33447. Not now.",
-     ["Delfina", "Melilla", "33447"], ["once", "lived"]),
-    ("italian cap", "The office is at Viale Schiaparelli, 21 Piano 0 21047, Saronno (VA).", ["Schiaparelli", "21047", "Saronno"], ["office"]),
-    ("university of", "He studied journalism at the University of Nicolechester.", ["Nicolechester"], ["studied", "journalism"]),
+    (
+        "postcode after town",
+        "I once lived in Pasaje de Delfina Santana 44 Apt. 31 Melilla, 33447. Not now.",
+        ["Delfina", "Melilla", "33447"],
+        ["once", "lived"],
+    ),
+    (
+        "italian cap",
+        "The office is at Viale Schiaparelli, 21 Piano 0 21047, Saronno (VA).",
+        ["Schiaparelli", "21047", "Saronno"],
+        ["office"],
+    ),
+    (
+        "university of",
+        "He studied journalism at the University of Nicolechester.",
+        ["Nicolechester"],
+        ["studied", "journalism"],
+    ),
     ("labelled odd ssn", "His social security number is ZZ 27 92 82 T, he said.", ["27 92 82"], ["said"]),
     ("phone then kind", "Call 08-803 57 31-Office,0020-34 60 11-Fax today.", ["803 57 31", "0020"], ["today"]),
 ]
@@ -279,7 +314,16 @@ def test_a_token_classifier_trained_on_a_few_posts_finds_a_new_lowercase_name(tm
             for t in EN_TEMPLATES:
                 text = t.format(name)
                 start = text.index(name)
-                fh.write(json.dumps({"id": f"{i}", "text": text, "spans": [{"start": start, "end": start + len(name), "type": "person"}]}) + "\n")
+                fh.write(
+                    json.dumps(
+                        {
+                            "id": f"{i}",
+                            "text": text,
+                            "spans": [{"start": start, "end": start + len(name), "type": "person"}],
+                        }
+                    )
+                    + "\n"
+                )
     result = CliRunner().invoke(
         main,
         ["pii", "train", str(train), "--lang", "en", "--family", "token-classifier", "--label-map", "wnut17",

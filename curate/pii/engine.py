@@ -678,7 +678,9 @@ def _address_block_patterns() -> dict[str, Any]:
             rf"^(?:{unit}\s+)?\d{{1,6}}(?:[/-]\d{{1,4}})?[A-Za-z]?,?\s+{word}(?:\s+(?:{word}|{particle})){{0,5}}"
             rf"(?:,?\s+{unit})?$"
         ),
-        "street_tail": regex.compile(rf"(?:{unit}\s+)?\d{{1,6}}(?:[/-]\d{{1,4}})?[A-Za-z]?\s+{word}(?:\s+(?:{word}|{particle})){{0,4}}$"),
+        "street_tail": regex.compile(
+            rf"(?:{unit}\s+)?\d{{1,6}}(?:[/-]\d{{1,4}})?[A-Za-z]?\s+{word}(?:\s+(?:{word}|{particle})){{0,4}}$"
+        ),
         "unit": regex.compile(rf"^{unit}$"),
         "town": regex.compile(rf"^{town}$"),
         "state": regex.compile(r"^[A-Z]{2,3}$"),

@@ -60,7 +60,10 @@ def _token_model(base_path: str, tags: list[str]):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return AutoModelForTokenClassification.from_pretrained(
-                base_path, num_labels=len(tags), id2label=dict(enumerate(tags)), label2id={t: i for i, t in enumerate(tags)}
+                base_path,
+                num_labels=len(tags),
+                id2label=dict(enumerate(tags)),
+                label2id={t: i for i, t in enumerate(tags)},
             )
     finally:
         hf_logging.set_verbosity(level)
@@ -206,7 +209,9 @@ def train_token_classifier(
         from peft import LoraConfig, get_peft_model
         from transformers import AutoTokenizer
     except ImportError as e:
-        raise DetectorError(f"the token-classifier family needs curate's train extra (torch, transformers, peft): {e}") from None
+        raise DetectorError(
+            f"the token-classifier family needs curate's train extra (torch, transformers, peft): {e}"
+        ) from None
     from curate.embed import minilm_path
     from curate.pii.evaluate import span_scores
 
@@ -260,7 +265,9 @@ def train_token_classifier(
             width = enc["input_ids"].shape[1]
             y = torch.tensor([x["labels"] + [-100] * (width - len(x["labels"])) for x in part])
             logits = model(**enc).logits
-            loss = torch.nn.functional.cross_entropy(logits.view(-1, len(tags)), y.view(-1), weight=weight, ignore_index=-100)
+            loss = torch.nn.functional.cross_entropy(
+                logits.view(-1, len(tags)), y.view(-1), weight=weight, ignore_index=-100
+            )
             loss.backward()
             opt.step()
             sched.step()
@@ -321,7 +328,9 @@ class TokenClassifierDetector:
         tags = meta["tags"]
         self.tags = tags
         self.tok = AutoTokenizer.from_pretrained(base)
-        self.model = PeftModel.from_pretrained(_token_model(base, tags), str(path / "adapter")).merge_and_unload().eval()
+        self.model = (
+            PeftModel.from_pretrained(_token_model(base, tags), str(path / "adapter")).merge_and_unload().eval()
+        )
         self.torch = torch
 
     def find(self, texts: list[str], batch_size: int = 32) -> list[list[tuple[int, int, str]]]:
