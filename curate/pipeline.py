@@ -186,8 +186,19 @@ class Runner:
         from curate.recipe import train_config
         from train.run import train
 
-        result = train(train_config(self.recipe), log=lambda msg: None)
-        return {k: result.get(k) for k in ("method", "train_loss", "steps", "before", "after", "export")}
+        self.reporter.message("gate passed: training")
+        result = train(train_config(self.recipe), log=self.reporter.message)
+        keys = ("method", "base_model", "train_loss", "steps", "train_seconds", "train_tokens_per_s", "before", "after",
+                "forgetting", "loss_curve", "export")  # fmt: skip
+        out = {k: result.get(k) for k in keys}
+        write_json(out, self.run_dir / "train.json")
+        if self.recipe.report:  # again, now with its training section
+            from curate.report import build_report
+
+            build_report(self.run_dir)
+        if (out.get("export") or {}).get("path"):
+            self.reporter.message(f"model: {out['export']['path']} (model card: README.md there)")
+        return out
 
     def _validate_and_gate(self, stats: dict[str, Any], last_dir: Path, parts: list[str]) -> dict[str, Any] | None:
         """Great Expectations over the output, then the gate thresholds; results saved in the run."""

@@ -26,6 +26,9 @@ class Reporter:
 
     def run_end(self, stats: dict[str, Any]) -> None: ...
 
+    def message(self, text: str) -> None:
+        """A line of news from work that is not a stage (training after the gate)."""
+
 
 class JsonReporter(Reporter):
     """One JSON object per line on stderr: machine-readable logs for CI."""
@@ -42,6 +45,9 @@ class JsonReporter(Reporter):
 
     def stage_end(self, summary: dict[str, Any], resumed: bool = False) -> None:
         self._emit("stage_end", resumed=resumed, **summary)
+
+    def message(self, text: str) -> None:
+        self._emit("message", text=text)
 
     def run_end(self, stats: dict[str, Any]) -> None:
         self._emit(
@@ -105,6 +111,10 @@ class RichReporter(Reporter):
     def run_end(self, stats: dict[str, Any]) -> None:
         self._stop()
         self.console.print(stats_table(stats))
+
+    def message(self, text: str) -> None:
+        self._stop()
+        self.console.print(f"  {text}", highlight=False, markup=False)
 
     def _stop(self) -> None:
         if self.progress is not None:

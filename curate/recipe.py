@@ -155,6 +155,35 @@ def _check_ranked_columns(stages: list[Stage], problems: list[str]) -> None:
             problems.append(f"stages[{i}] ({st.name}).quality_field: no earlier stage makes a column '{field}'.{hint}")
 
 
+# What each training format reads, and the stage that writes it.
+_TRAIN_FIELDS = {
+    "instruction": (["instruction", "output"], "format.instruction"),
+    "chat": (["messages"], "format.chat"),
+    "completion": (["prompt", "completion"], "format.completion"),
+    "preference": (["prompt", "chosen", "rejected"], "format.style_pairs"),
+}
+
+
+def _check_train_fields(cfg: Any, stages: list[Stage], problems: list[str]) -> None:
+    """`train: format:` reads columns that a format stage of this recipe must write: found at load,
+    not after the whole curation ran. Plugin stages may write anything: then the check is skipped."""
+    from curate.registry import BUILTIN_STAGE_MODULES
+
+    if cfg.format not in _TRAIN_FIELDS or any(type(s).__module__ not in BUILTIN_STAGE_MODULES for s in stages):
+        return
+    fields, producer = _TRAIN_FIELDS[cfg.format]
+    names = [s.name for s in stages]
+    made = producer in names
+    if made and producer == "format.style_pairs":
+        made = any(getattr(s, "kind", "both") != "pairs" for s in stages if s.name == producer)
+    if not made:
+        problems.append(
+            f"train.format: {cfg.format} trains on {', '.join(fields)}, which no stage of this recipe writes "
+            f"(add {producer}{' with kind: preference or both' if producer == 'format.style_pairs' else ''}, or set "
+            f"train.format to what the recipe makes). Stages: {', '.join(names) or 'none'}"
+        )
+
+
 def _plugin_hashes(plugins: list[str]) -> dict[str, str | None]:
     """Content hash of each plugin's source file: an edited stage must not resume into old parts."""
     out: dict[str, str | None] = {}
@@ -247,7 +276,12 @@ def load_recipe(source: str | os.PathLike | dict[str, Any], overrides: dict[str,
         from train.config import TrainConfig
 
         try:
-            train_config(recipe)
+            cfg = train_config(recipe)
+            _check_train_fields(cfg, stages, problems)
+            if cfg.method != "classifier":
+                from train.models import check_model
+
+                check_model(cfg.model)
         except ValidationError as e:
             problems.extend(_error_lines(e, "train", TrainConfig))
         except RecipeError as e:

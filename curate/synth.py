@@ -130,6 +130,15 @@ PROBLEMS = [
     "sends me emails I never asked for",
     "cannot find my order history",
 ]
+# How urgent each problem is (the ticket's priority follows it, one level up when the customer
+# writes for the third time): a triage rule a fine-tuned model can learn from the text.
+SEVERITY = {
+    "will not turn on after the latest update": 2, "charges my card twice each month": 2,
+    "shows an error when I try to log in": 2, "lost all my saved settings": 2,
+    "keeps disconnecting every few minutes": 1, "is very slow since yesterday": 1, "does not sync with my phone": 1,
+    "makes a loud clicking noise": 1, "sends me emails I never asked for": 0, "cannot find my order history": 0,
+}  # fmt: skip
+PRIORITIES = ["low", "normal", "high"]
 ASKS = [
     "Could you please look into this as soon as possible?",
     "I would like a refund if this cannot be fixed.",
@@ -241,12 +250,21 @@ def clinical_note(rng: random.Random) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _priority(problem: str, asks: list[str], n: int, drawn: str) -> str:
+    """The triage rule, with one ticket in ten labelled at random (agents disagree)."""
+    if n % 10 == 0:
+        return drawn
+    level = SEVERITY[problem] + any("third time" in a for a in asks)
+    return PRIORITIES[min(level, 2)]
+
+
 def support_ticket(rng: random.Random, n: int) -> dict:
     first, last = rng.choice(FIRST), rng.choice(LAST)
     product = rng.choice(PRODUCTS)
+    problem, asks = rng.choice(PROBLEMS), rng.sample(ASKS, 2)
     body = (
-        f"Hello, my name is {first} {last}. My {product} {rng.choice(PROBLEMS)}. "
-        + " ".join(rng.sample(ASKS, 2))
+        f"Hello, my name is {first} {last}. My {product} {problem}. "
+        + " ".join(asks)
         + f" You can reach me at {_email(rng, first, last)} or {_phone(rng)}."
     )
     if rng.random() < 0.25:
@@ -256,7 +274,7 @@ def support_ticket(rng: random.Random, n: int) -> dict:
         "ticket_id": f"T-{10000 + n}",
         "subject": f"{product.capitalize()} problem",
         "body": body,
-        "priority": rng.choice(["low", "normal", "high"]),
+        "priority": _priority(problem, asks, n, rng.choice(PRIORITIES)),
         "created": f"{y}-{m:02d}-{d:02d}",
     }
 

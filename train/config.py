@@ -37,7 +37,8 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     model: str
-    """Local path or hub id. For classifier: an encoder (e.g. the offline MiniLM, `minilm`)."""
+    """A known name (smollm2-135m: SmolLM2-135M-Instruct, offline), a local folder, a .gguf file or a
+    hub id. For classifier: an encoder (e.g. the offline MiniLM, `minilm`)."""
     dataset: str
     """A curate run directory, a .parquet/.jsonl file, or a saved HF dataset."""
     format: Literal["instruction", "chat", "completion", "preference", "classification"] = "instruction"
@@ -78,6 +79,11 @@ class TrainConfig(BaseModel):
     """General-domain data for replay mixing and the forgetting check (same formats as dataset)."""
     replay_ratio: float = Field(default=0.0, ge=0.0, le=1.0)
     """Share of training examples drawn from replay_dataset."""
+    task_eval_max: int = Field(default=64, ge=0)
+    """Held-out records scored by greedy generation before and after training (0: off): exact
+    match when the outputs are labels, ROUGE-L otherwise."""
+    max_new_tokens: int = Field(default=128, ge=1)
+    """Cap on generated tokens per held-out record in that evaluation."""
     max_forgetting: float | None = None
     """Fail the run if replay-set loss rises by more than this relative amount (0.1 = 10%)."""
     output_dir: str = "models/out"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -315,3 +316,85 @@ class Collator:
         else:
             out["attention_mask"] = attn
         return out
+
+
+# ---------------------------------------------------------------------------
+# The task itself: greedy generation on held-out records
+
+
+def _normalise_label(s: str) -> str:
+    return " ".join(s.lower().strip().strip(".!").split())
+
+
+def task_kind(references: list[str]) -> str:
+    """exact_match when the outputs are a small set of short labels ("high", "normal"), else rouge_l."""
+    distinct = {_normalise_label(r) for r in references}
+    if references and len(distinct) <= 20 and all(len(r.split()) <= 4 for r in distinct):
+        return "exact_match"
+    return "rouge_l"
+
+
+def generation_eval(
+    model: Any, tokenizer: Any, pairs: list[tuple[str, str]], kind: str, max_new_tokens: int = 128,
+    batch_size: int = 16,
+) -> dict[str, Any] | None:  # fmt: skip
+    """Score greedy generations against the references: exact match or ROUGE-L F (rouge-score)."""
+    if not pairs:
+        return None
+    import torch
+
+    ends = [t for t in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")) if isinstance(t, int)]
+    ends = [t for t in ends if t != tokenizer.unk_token_id] or None
+    eos_text = [t for t in (tokenizer.eos_token, "<|im_end|>") if t]
+    refs = []
+    for _, completion in pairs:
+        for t in eos_text:
+            completion = completion.removesuffix(t)
+        refs.append(completion.strip())
+    bos = (
+        [tokenizer.bos_token_id]
+        if tokenizer.bos_token_id is not None and getattr(tokenizer, "add_bos_token", True)
+        else []
+    )
+    prompts = [bos + tokenizer(p, add_special_tokens=False)["input_ids"] for p, _ in pairs]
+    longest_ref = max(len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in refs)
+    new_tokens = min(max_new_tokens, longest_ref + 8)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (ends[0] if ends else 0)
+    model.eval()
+    preds: list[str] = []
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for i in range(0, len(prompts), batch_size):
+            part = prompts[i : i + batch_size]
+            width = max(len(p) for p in part)
+            ids = torch.tensor([[pad] * (width - len(p)) + p for p in part], device=device)  # left padding
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in part], device=device)
+            out = model.generate(
+                input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, do_sample=False,
+                eos_token_id=ends, pad_token_id=pad,
+            )  # fmt: skip
+            for row in out[:, width:].tolist():
+                if ends:
+                    row = next((row[:k] for k, t in enumerate(row) if t in ends), row)
+                preds.append(tokenizer.decode(row, skip_special_tokens=True).strip())
+    extra = {}
+    if kind == "exact_match":
+        hits = [_normalise_label(p) == _normalise_label(r) for p, r in zip(preds, refs)]
+        score = sum(hits) / len(hits)
+        # lenient, for a model that answers in a sentence ("The priority ... is low"): right when
+        # the answer names exactly one of the labels and it is the reference
+        labels = {_normalise_label(r) for r in refs}
+        named = [{lab for lab in labels if re.search(rf"\b{re.escape(lab)}\b", _normalise_label(p))} for p in preds]
+        extra["label_in_answer"] = round(sum(n == {_normalise_label(r)} for n, r in zip(named, refs)) / len(refs), 4)
+    else:
+        from rouge_score import rouge_scorer
+
+        scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+        score = sum(scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(preds, refs)) / len(refs)
+    return {
+        "metric": kind,
+        "score": round(score, 4),
+        **extra,
+        "records": len(refs),
+        "samples": [{"reference": r[:200], "generated": p[:200]} for r, p in list(zip(refs, preds))[:3]],
+    }

@@ -44,6 +44,19 @@ def model_card(cfg: TrainConfig, report: dict[str, Any], kind: str) -> str:
         rows.append(
             f"| held-out pairs: chosen over rejected | {prefs_b['chosen_over_rejected']} | {prefs_a['chosen_over_rejected']} | | |"
         )
+    task_rows = []
+    tb, ta = report["before"].get("task"), report["after"].get("task")
+    if tb and ta:
+        task_rows = [
+            "",
+            f"## The task on held-out records ({ta['records']}, greedy generation)",
+            "",
+            "| metric | before | after |",
+            "| --- | ---: | ---: |",
+            f"| {ta['metric'].replace('_', ' ')} | {tb['score']} | {ta['score']} |",
+        ]
+        if "label_in_answer" in ta:
+            task_rows.append(f"| label named in the answer | {tb.get('label_in_answer')} | {ta['label_in_answer']} |")
     for split in ("held_out", "replay"):
         b, a = report["before"].get(split), report["after"].get(split)
         if b and a:
@@ -55,8 +68,14 @@ def model_card(cfg: TrainConfig, report: dict[str, Any], kind: str) -> str:
                                        "completion_only_loss", "template", "seed")}  # fmt: skip
     if cfg.method in ("lora", "qlora"):
         hp["lora"] = cfg.lora.model_dump()
+    base = report.get("base_model") or {}
+    prov = base.get("provenance") or {}
     lines = [
-        f"# Fine-tuned from `{cfg.model}` with curate",
+        f"# Fine-tuned from `{base.get('name', cfg.model)}` with curate",
+        "",
+        f"- Base model: {prov['converted_from']} (license {prov.get('license')}), converted to {prov.get('dtype')}"
+        if prov
+        else "",
         "",
         "> **Note:** the base model is a tiny random-initialised Llama built from a config for offline testing, not a "
         "real language model."
@@ -79,6 +98,7 @@ def model_card(cfg: TrainConfig, report: dict[str, Any], kind: str) -> str:
         *rows,
         "",
         f"Forgetting (relative change of replay loss): {report.get('forgetting')}",
+        *task_rows,
         "",
         "## Hyperparameters",
         "",

@@ -11,7 +11,17 @@ from typing import Any
 
 from curate.errors import CurateError, RecipeError
 from train.config import TrainConfig
-from train.data import Collator, chat_template_for, examples, field_values, load_records, split_eval, tokenize
+from train.data import (
+    Collator,
+    chat_template_for,
+    examples,
+    field_values,
+    generation_eval,
+    load_records,
+    split_eval,
+    task_kind,
+    tokenize,
+)
 from train.methods import load_model, trainable_parameters
 
 
@@ -59,12 +69,23 @@ def evaluate_lm(model: Any, rows: list[dict], pad_id: int, batch_size: int = 16)
     return {"loss": round(loss, 4), "perplexity": round(math.exp(min(loss, 50)), 3), "tokens": count}
 
 
+def resolve(cfg: TrainConfig, log: Any = print) -> tuple[TrainConfig, dict[str, Any]]:
+    """The config with its model resolved to a loadable path (a known name or GGUF file converted
+    once), and what the model card says of the base model."""
+    from train.models import provenance, resolve_model
+
+    path = resolve_model(cfg.model, log=log)
+    base = {"name": cfg.model, "path": path, "provenance": provenance(path)}
+    return cfg.model_copy(update={"model": path}), base
+
+
 def train(cfg: TrainConfig, dry_run: bool = False, log: Any = print) -> dict[str, Any]:
 
     if cfg.method == "classifier":
         return train_classifier(cfg, dry_run, log)
+    cfg, base_model = resolve(cfg, log)
     if cfg.format == "preference":
-        return train_preferences(cfg, dry_run, log)
+        return train_preferences(cfg, dry_run, log, base_model)
     train_df, eval_df, tokenizer = _split_and_tokenizer(cfg)
     if cfg.packing and cfg.method in ("prompt", "prefix"):
         raise RecipeError(
@@ -90,8 +111,9 @@ def train(cfg: TrainConfig, dry_run: bool = False, log: Any = print) -> dict[str
     data = tokenize(
         train_pairs, tokenizer, cfg.max_length, cfg.truncation, cfg.completion_only_loss, cfg.packing, cache
     )
+    eval_pairs = examples(eval_df, cfg.format, cfg.template, tokenizer)
     eval_rows = tokenize(
-        examples(eval_df, cfg.format, cfg.template, tokenizer),
+        eval_pairs,
         tokenizer,
         cfg.max_length,
         cfg.truncation,
@@ -107,6 +129,7 @@ def train(cfg: TrainConfig, dry_run: bool = False, log: Any = print) -> dict[str
     trainable, total = trainable_parameters(model)
     plan = {
         "method": cfg.method,
+        "base_model": base_model,
         "trainable_parameters": trainable,
         "total_parameters": total,
         "train_examples": data.counts.get("examples"),
@@ -119,10 +142,21 @@ def train(cfg: TrainConfig, dry_run: bool = False, log: Any = print) -> dict[str
     if dry_run:
         return {"dry_run": True, **plan}
 
+    task_pairs = eval_pairs[: cfg.task_eval_max]
+    kind = task_kind([c for _, c in train_pairs + eval_pairs])
+
+    def task() -> dict | None:
+        return generation_eval(model, tokenizer, task_pairs, kind, cfg.max_new_tokens) if task_pairs else None
+
     before = {
         "held_out": evaluate_lm(model, eval_rows, tokenizer.pad_token_id),
         "replay": evaluate_lm(model, replay_rows, tokenizer.pad_token_id),
+        "task": task(),
     }
+    if before["task"]:
+        log(
+            f"task before training: {kind} {before['task']['score']:.3f} on {before['task']['records']} held-out records"
+        )
     trainer = _trainer(cfg, model, data.rows, Collator(tokenizer.pad_token_id))
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -134,13 +168,26 @@ def train(cfg: TrainConfig, dry_run: bool = False, log: Any = print) -> dict[str
     after = {
         "held_out": evaluate_lm(model, eval_rows, tokenizer.pad_token_id),
         "replay": evaluate_lm(model, replay_rows, tokenizer.pad_token_id),
+        "task": task(),
     }
+    if after["task"]:
+        log(f"task after training: {kind} {after['task']['score']:.3f}")
     report = {
         **plan,
         "resumed_from": last,
         "train_loss": round(result.training_loss, 4),
         "steps": result.global_step,
         "train_seconds": round(seconds, 2),
+        "loss_curve": [[h["step"], round(h["loss"], 4)] for h in trainer.state.log_history if "loss" in h],
+        "train_tokens_per_s": round(
+            data.tokens
+            * result.global_step
+            / max(1, len(data.rows))
+            * cfg.per_device_train_batch_size
+            * cfg.gradient_accumulation_steps
+            / max(seconds, 1e-9),
+            1,
+        ),
         "before": before,
         "after": after,
         "forgetting": _relative(before["replay"], after["replay"]),
@@ -301,7 +348,9 @@ def train_classifier(cfg: TrainConfig, dry_run: bool = False, log: Any = print) 
 # Preferences (DPO)
 
 
-def train_preferences(cfg: TrainConfig, dry_run: bool = False, log: Any = print) -> dict[str, Any]:
+def train_preferences(
+    cfg: TrainConfig, dry_run: bool = False, log: Any = print, base_model: dict | None = None
+) -> dict[str, Any]:
 
     from train.data import preference_examples, tokenize_preferences
     from train.dpo import PreferenceCollator, dpo_trainer_class, evaluate_preferences
@@ -317,7 +366,7 @@ def train_preferences(cfg: TrainConfig, dry_run: bool = False, log: Any = print)
         raise RecipeError(f"no preference pairs left after tokenizing ({data.counts})")
     model = load_model(cfg, tokenizer)
     trainable, total = trainable_parameters(model)
-    plan = {"method": cfg.method, "format": "preference", "trainable_parameters": trainable, "total_parameters": total,
+    plan = {"method": cfg.method, "format": "preference", "base_model": base_model, "trainable_parameters": trainable, "total_parameters": total,
             "train_pairs": len(data.rows), "data_counts": data.counts, "memory_estimate_mb": _memory_estimate(cfg, trainable, total)}  # fmt: skip
     if dry_run:
         return {"dry_run": True, **plan}

@@ -54,8 +54,9 @@ def _token_model(base_path: str, tags: list[str]):
     from transformers import AutoModelForTokenClassification
     from transformers.utils import logging as hf_logging
 
-    level = hf_logging.get_verbosity()
+    level, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # one "Loading weights" bar per scrubbing worker otherwise
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -67,6 +68,8 @@ def _token_model(base_path: str, tags: list[str]):
             )
     finally:
         hf_logging.set_verbosity(level)
+        if bar:
+            hf_logging.enable_progress_bar()
 
 
 def _examples(nlp, docs: list[LabelledDoc]) -> tuple[list, int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -91,8 +92,17 @@ def _context(run_dir: Path) -> dict[str, Any]:
         "manifest_fingerprint": manifest.get("plan_fingerprint"),
     }
     dedup = next((s for s in stages if s["stage"] == "dedup.minhash"), None)
+    training = json.loads((run_dir / "train.json").read_text()) if (run_dir / "train.json").exists() else None
+    summary["training"] = _training_rows(training) if training else None
+    if training and (training.get("export") or {}).get("path"):  # the card, relative to the report
+        training["card_href"] = os.path.relpath(
+            Path(training["export"]["path"]).resolve() / "README.md", run_dir.resolve()
+        )
     return {
         "summary": summary,
+        "training": training,
+        "training_rows": summary["training"],
+        "loss_svg": _loss_svg(training.get("loss_curve") or []) if training else None,
         "stats": stats,
         "manifest": manifest,
         "recipe_yaml": _yaml(manifest.get("recipe", {})),
@@ -214,6 +224,25 @@ def _example_clusters(run_dir: Path, ingest_dir: str, dedup: dict, scrubber) -> 
     return list(out.values())
 
 
+def _training_rows(training: dict[str, Any]) -> list[dict[str, Any]]:
+    """Before/after rows for the training section: the task, held-out and replay loss, preferences."""
+    b, a = training.get("before") or {}, training.get("after") or {}
+    rows = []
+    if b.get("task") and a.get("task"):
+        rows.append({"measure": f"task: {a['task']['metric'].replace('_', ' ')} ({a['task']['records']} held-out records)",
+                     "before": b["task"]["score"], "after": a["task"]["score"]})  # fmt: skip
+        if "label_in_answer" in a["task"]:
+            rows.append({"measure": "task: label named in the answer", "before": b["task"].get("label_in_answer"),
+                         "after": a["task"]["label_in_answer"]})  # fmt: skip
+    for split, name in (("held_out", "held-out perplexity"), ("replay", "general-text perplexity (forgetting)")):
+        if b.get(split) and a.get(split):
+            rows.append({"measure": name, "before": b[split]["perplexity"], "after": a[split]["perplexity"]})
+    if b.get("preferences") and a.get("preferences"):
+        rows.append({"measure": "held-out pairs: chosen over rejected", "before": b["preferences"]["chosen_over_rejected"],
+                     "after": a["preferences"]["chosen_over_rejected"]})  # fmt: skip
+    return rows
+
+
 # -- plots (matplotlib -> inline SVG) -----------------------------------------------------------
 
 
@@ -235,6 +264,17 @@ def _plt():
 
     plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none"})
     return plt
+
+
+def _loss_svg(curve: list[list[float]]) -> str | None:
+    if len(curve) < 2:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 2.4))
+    ax.plot([c[0] for c in curve], [c[1] for c in curve], marker=".", color="#3465a4")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    return _svg(fig)
 
 
 def _funnel_svg(stages: list[dict]) -> str | None:
@@ -349,4 +389,11 @@ def _markdown(ctx: dict[str, Any]) -> str:
             lines.append(f"| {c['threshold']} | {c['actual']} | {c['limit']} | {'ok' if c['passed'] else 'FAILED'} |")
     if s["pii_entities"]:
         lines += ["", "PII removed: " + ", ".join(f"{k} {v:,}" for k, v in sorted(s["pii_entities"].items()))]
+    if s.get("training"):
+        t = ctx["training"]
+        lines += ["", f"## Training ({t.get('method')}, {t.get('steps')} steps, {t.get('train_seconds')} s)", "",
+                  "| measure | before | after |", "| --- | ---: | ---: |"]  # fmt: skip
+        lines += [f"| {r['measure']} | {r['before']} | {r['after']} |" for r in s["training"]]
+        if (t.get("export") or {}).get("path"):
+            lines += ["", f"Model and card: `{t['export']['path']}` (README.md)"]
     return "\n".join(lines) + "\n"
