@@ -71,7 +71,7 @@ def test_generation_eval_scores_greedy_answers(tiny_model):
 def _recipe_with_tiny(name: str, tiny: Path, workdir: Path, **train: object) -> Path:
     data = yaml.safe_load((REPO / "pipelines" / name).read_text())
     data["train"] = {**data["train"], "model": str(tiny), "learning_rate": 0.01, "max_steps": 8,
-                     "task_eval_max": 8, **train}  # fmt: skip
+                     "task_eval_max": 8, "logging_steps": 2, **train}  # fmt: skip
     path = workdir / name
     path.write_text(yaml.safe_dump(data))
     return path
