@@ -356,6 +356,20 @@ def test_gdpr_finds_names_in_informal_english_through_the_shipped_detector():
     assert "hide and seek" in outs[0] and "laughs at everything" in outs[1]
 
 
+@pytest.mark.slow
+def test_the_english_encoder_loads_only_when_an_english_text_arrives():
+    pytest.importorskip("peft")
+    from curate.pii.train import TokenClassifierDetector
+
+    stage = PiiScrub(profile="gdpr")
+    stage.setup()
+    (det,) = [d for d, _, _ in stage._engine.detectors if isinstance(d, TokenClassifierDetector)]
+    stage.scrub(["El paciente Juan García Pérez acudió el 3 de mayo de 2019 a urgencias del hospital."], ["es"])
+    assert det.model is None
+    stage.scrub(["yea tanner do another hide and seek"], ["en"])
+    assert det.model is not None
+
+
 def test_an_optional_detector_without_its_libraries_is_off_with_a_warning(tmp_path, monkeypatch):
     import curate.pii.train as train_mod
     from curate.pii.engine import active_detectors, load_profile

@@ -142,3 +142,41 @@ def test_smollm2_converts_once_answers_and_trains_a_lora_step(tmp_path, monkeypa
         opt.zero_grad()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_follow_the_loss_curve_of_one(tmp_path, tiny_model):
+    """`accelerate launch` with 2 CPU processes (gloo) and half the per-device batch: the same global
+    batches, so the same loss curve as 1 process, within float tolerance."""
+    import subprocess
+    import sys
+
+    from train.config import load_config
+    from train.run import train
+
+    data = tmp_path / "records.jsonl"
+    with open(data, "w") as fh:
+        for i in range(64):
+            pr = ["low", "normal", "high"][i % 3]
+            fh.write(json.dumps({"id": f"r{i}", "instruction": "Classify the priority.",
+                                 "input": f"ticket {i} about a {pr} problem", "output": pr}) + "\n")  # fmt: skip
+    base = {"model": str(tiny_model), "dataset": str(data), "format": "instruction", "template": "chatml",
+            "method": "lora", "lora": {"r": 4, "alpha": 8, "dropout": 0.0}, "learning_rate": 0.01, "max_steps": 6,
+            "logging_steps": 1, "save_steps": 1000, "eval_fraction": 0.0, "task_eval_max": 0, "max_length": 64,
+            "cache_dir": str(tmp_path / "cache")}  # fmt: skip
+    one = train(
+        load_config({**base, "per_device_train_batch_size": 8, "output_dir": str(tmp_path / "one")}), log=lambda m: None
+    )
+    cfg2 = tmp_path / "two.yaml"
+    cfg2.write_text(yaml.safe_dump({**base, "per_device_train_batch_size": 4, "output_dir": str(tmp_path / "two")}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1", "--cpu",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "curate.cli", "train", str(cfg2)],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = json.loads((tmp_path / "two" / "train_results.json").read_text())
+    a, b = [x[1] for x in one["loss_curve"]], [x[1] for x in two["loss_curve"]]
+    assert len(a) == len(b) == 6
+    assert all(abs(x - y) <= 0.05 * abs(x) for x, y in zip(a, b)), (a, b)
+    assert (tmp_path / "two" / "final" / "README.md").exists()

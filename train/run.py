@@ -195,8 +195,9 @@ def train(cfg: TrainConfig, dry_run: bool = False, log: Any = print) -> dict[str
     }
     from train.export import export
 
-    report["export"] = export(cfg, model, tokenizer, report, chat_template_for(cfg.template, tokenizer))
-    (out / "train_results.json").write_text(json.dumps(report, indent=2, default=str))
+    if trainer.is_world_process_zero():  # under `accelerate launch` one process writes the model
+        report["export"] = export(cfg, model, tokenizer, report, chat_template_for(cfg.template, tokenizer))
+        (out / "train_results.json").write_text(json.dumps(report, indent=2, default=str))
     if (
         cfg.max_forgetting is not None
         and report["forgetting"] is not None
@@ -387,8 +388,9 @@ def train_preferences(
               "after": {"held_out": None, "replay": None, "preferences": after}, "forgetting": None}  # fmt: skip
     from train.export import export
 
-    report["export"] = export(cfg, model, tokenizer, report, chat_template_for(cfg.template, tokenizer))
-    (Path(cfg.output_dir) / "train_results.json").write_text(json.dumps(report, indent=2, default=str))
+    if trainer.is_world_process_zero():
+        report["export"] = export(cfg, model, tokenizer, report, chat_template_for(cfg.template, tokenizer))
+        (Path(cfg.output_dir) / "train_results.json").write_text(json.dumps(report, indent=2, default=str))
     if before and after:
         log(
             f"preferences: chosen over rejected on held-out pairs {before['chosen_over_rejected']:.2f} -> {after['chosen_over_rejected']:.2f}"
