@@ -590,6 +590,8 @@ def train_cmd(config: str, dry_run: bool) -> None:
             if k in result:
                 click.echo(f"  {k}: {result[k]}")
         return
+    if "export" not in result:
+        return  # not the main process of a distributed run: that one reports
     if "after" in result and isinstance(result["after"], dict) and "held_out" in result["after"]:
         b, a = result["before"]["held_out"], result["after"]["held_out"]
         if b and a:

@@ -170,13 +170,19 @@ def test_two_cpu_processes_follow_the_loss_curve_of_one(tmp_path, tiny_model):
     cfg2 = tmp_path / "two.yaml"
     cfg2.write_text(yaml.safe_dump({**base, "per_device_train_batch_size": 4, "output_dir": str(tmp_path / "two")}))
     proc = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1", "--cpu",
-         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "curate.cli", "train", str(cfg2)],
+        # --multi_gpu picks accelerate's torchrun launcher; without a GPU the Trainer runs on CPU over
+        # gloo (--cpu alone would want Intel MPI's mpirun for more than one process)
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
+         "-m", "curate.cli", "train", str(cfg2)],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     two = json.loads((tmp_path / "two" / "train_results.json").read_text())
+    assert one["processes"] == 1 and two["processes"] == 2
     a, b = [x[1] for x in one["loss_curve"]], [x[1] for x in two["loss_curve"]]
+    print("loss curves", a, b)
+    assert a[0] != a[-1]  # it trained
     assert len(a) == len(b) == 6
     assert all(abs(x - y) <= 0.05 * abs(x) for x, y in zip(a, b)), (a, b)
     assert (tmp_path / "two" / "final" / "README.md").exists()

@@ -178,6 +178,7 @@ def train(cfg: TrainConfig, dry_run: bool = False, log: Any = print) -> dict[str
         "train_loss": round(result.training_loss, 4),
         "steps": result.global_step,
         "train_seconds": round(seconds, 2),
+        "processes": trainer.args.world_size,
         "loss_curve": [[h["step"], round(h["loss"], 4)] for h in trainer.state.log_history if "loss" in h],
         "train_tokens_per_s": round(
             data.tokens
