@@ -48,7 +48,8 @@ lint: setup
 
 # Regenerate data_samples/ from the seeded generator (the committed files are its output).
 samples: setup
-	rm -rf data_samples/clinical_notes data_samples/*.jsonl data_samples/*.gz data_samples/*.csv
+	# general_english.jsonl is not generated: Python documentation prose, the replay / forgetting sample
+	rm -rf data_samples/clinical_notes data_samples/support_tickets.jsonl data_samples/*.gz data_samples/*.csv
 	$(PY) -m curate.synth samples data_samples
 
 clean:

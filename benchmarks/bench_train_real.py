@@ -3,7 +3,8 @@
     python benchmarks/bench_train_real.py            (make bench runs it)
 
 1. Support triage: `pipelines/support_gdpr.yaml` as users run it (`curate run`, a fresh process,
-   its defaults): raw tickets -> curation -> gate -> LoRA -> held-out exact match before/after.
+   its defaults): raw tickets -> curation -> gate -> LoRA -> held-out exact match before/after,
+   and general-text perplexity (forgetting) with replay mixing; then again without replay.
 2. Throughput on CPU: tokens/s of LoRA and of full fine-tuning of SmolLM2 on the curated triage
    records (a few Trainer steps each, same batches).
 
@@ -28,11 +29,21 @@ from common import write_result  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
-def triage(work: Path) -> dict:
-    shutil.copytree(REPO / "data_samples", work / "data_samples")
+def triage(work: Path, replay: bool = True) -> dict:
+    """The recipe as shipped (replay mixing on), or with replay_ratio 0 (general text only measured)."""
+    import yaml
+
+    if not (work / "data_samples").exists():
+        shutil.copytree(REPO / "data_samples", work / "data_samples")
+    recipe = yaml.safe_load((REPO / "pipelines" / "support_gdpr.yaml").read_text())
+    if not replay:
+        recipe["train"] = {**recipe["train"], "replay_ratio": 0.0, "max_forgetting": None,
+                           "output_dir": "models/support-gdpr-no-replay"}  # fmt: skip
+    path = work / f"support_gdpr{'' if replay else '_no_replay'}.yaml"
+    path.write_text(yaml.safe_dump(recipe))
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [str(Path(sys.executable).parent / "curate"), "-q", "run", str(REPO / "pipelines" / "support_gdpr.yaml")],
+        [str(Path(sys.executable).parent / "curate"), "-q", "run", str(path), "--force"],
         cwd=work, capture_output=True, text=True,
     )  # fmt: skip
     if proc.returncode:
@@ -48,6 +59,9 @@ def triage(work: Path) -> dict:
         "label_in_answer_after": a.get("label_in_answer"),
         "held_out_perplexity_before": t["before"]["held_out"]["perplexity"],
         "held_out_perplexity_after": t["after"]["held_out"]["perplexity"],
+        "general_text_perplexity_before": (t["before"].get("replay") or {}).get("perplexity"),
+        "general_text_perplexity_after": (t["after"].get("replay") or {}).get("perplexity"),
+        "forgetting_loss_rise": t.get("forgetting"),
         "steps": t["steps"],
         "train_seconds": t["train_seconds"],
         "train_tokens_per_s": t.get("train_tokens_per_s"),
@@ -83,6 +97,8 @@ def main() -> None:
                   "threads": torch.get_num_threads()}  # fmt: skip
         result["support_triage"] = triage(work)
         print("triage", result["support_triage"], flush=True)
+        result["support_triage_without_replay"] = triage(work, replay=False)
+        print("triage without replay", result["support_triage_without_replay"], flush=True)
         result["throughput"] = {m: throughput(work, m) for m in ("lora", "full")}
         print("throughput", result["throughput"], flush=True)
         if torch.cuda.is_available():

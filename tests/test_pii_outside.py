@@ -359,8 +359,10 @@ def test_gdpr_finds_names_in_informal_english_through_the_shipped_detector():
 @pytest.mark.slow
 def test_the_english_encoder_loads_only_when_an_english_text_arrives():
     pytest.importorskip("peft")
+    from curate.pii.engine import build_engine
     from curate.pii.train import TokenClassifierDetector
 
+    build_engine.cache_clear()  # engines are shared within a process: start from a fresh one
     stage = PiiScrub(profile="gdpr")
     stage.setup()
     (det,) = [d for d, _, _ in stage._engine.detectors if isinstance(d, TokenClassifierDetector)]

@@ -83,8 +83,15 @@ def split_eval(df: pl.DataFrame, fraction: float, seed: int) -> tuple[pl.DataFra
 # Records -> (prompt, completion)
 
 
+_FORMAT_COLUMNS = {
+    "instruction": ["instruction", "output"],
+    "chat": ["messages"],
+    "completion": ["prompt", "completion"],
+}
+
+
 def examples(df: pl.DataFrame, fmt: str, template: str, tokenizer: Any) -> list[tuple[str, str]]:
-    need = {"instruction": ["instruction", "output"], "chat": ["messages"], "completion": ["prompt", "completion"]}[fmt]
+    need = _FORMAT_COLUMNS[fmt]
     missing = [c for c in need if c not in df.columns]
     if missing:
         raise RecipeError(

@@ -93,10 +93,11 @@ def train(cfg: TrainConfig, dry_run: bool = False, log: Any = print) -> dict[str
         )
     cache = str(Path(cfg.cache_dir))
     train_pairs = examples(train_df, cfg.format, cfg.template, tokenizer)
+    task_references = [c for _, c in train_pairs]  # before replay text joins them
     replay_rows: list[dict] = []
     if cfg.replay_dataset:
         replay_df = load_records(cfg.replay_dataset)
-        replay_pairs = examples(replay_df, cfg.format, cfg.template, tokenizer)
+        replay_pairs = replay_examples(replay_df, cfg, tokenizer)
         replay_rows = tokenize(
             replay_pairs, tokenizer, cfg.max_length, cfg.truncation, cfg.completion_only_loss, False, cache
         ).rows
@@ -143,7 +144,7 @@ def train(cfg: TrainConfig, dry_run: bool = False, log: Any = print) -> dict[str
         return {"dry_run": True, **plan}
 
     task_pairs = eval_pairs[: cfg.task_eval_max]
-    kind = task_kind([c for _, c in train_pairs + eval_pairs])
+    kind = task_kind(task_references + [c for _, c in eval_pairs])
 
     def task() -> dict | None:
         return generation_eval(model, tokenizer, task_pairs, kind, cfg.max_new_tokens) if task_pairs else None
@@ -208,6 +209,16 @@ def train(cfg: TrainConfig, dry_run: bool = False, log: Any = print) -> dict[str
             f"replay-set loss rose by {report['forgetting']:.1%} > max_forgetting {cfg.max_forgetting:.1%}"
         )
     return report
+
+
+def replay_examples(df: Any, cfg: TrainConfig, tokenizer: Any) -> list[tuple[str, str]]:
+    """Replay records in the training format, or plain general text (a `text` column only): then
+    every token is trained and scored, as in pre-training (the forgetting check's perplexity)."""
+    from train.data import _FORMAT_COLUMNS
+
+    if all(c in df.columns for c in _FORMAT_COLUMNS.get(cfg.format, ())) or "text" not in df.columns:
+        return examples(df, cfg.format, cfg.template, tokenizer)
+    return [("", t + (tokenizer.eos_token or "")) for t in df["text"].to_list() if t]
 
 
 def _split_and_tokenizer(cfg: TrainConfig) -> tuple[Any, Any, Any]:

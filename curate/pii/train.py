@@ -121,14 +121,8 @@ def train_detector(
     import spacy
     from spacy.util import compounding, fix_random_seed, minibatch
 
-    docs = [d for path in labelled for d in read_labelled(path, label_map)]
-    if not docs:
-        raise DetectorError("no labelled documents to train on")
     rng = random.Random(seed)
-    train_docs, dev_docs = _split(docs, held_out, label_map, held_out_fraction, rng)
-    labels = sorted({s[2] for d in train_docs for s in d.spans})
-    if not labels:
-        raise DetectorError("the labelled documents have no spans (after the label map)")
+    train_docs, dev_docs, labels = _training_data(labelled, label_map, held_out, held_out_fraction, rng)
     fix_random_seed(seed)
     try:
         nlp = spacy.blank(lang)
@@ -178,13 +172,22 @@ def train_detector(
 FAMILIES = ("spacy", "token-classifier")
 
 
-def _split(docs: list[LabelledDoc], held_out, label_map, fraction: float, rng: random.Random):
+def _training_data(labelled, label_map, held_out, fraction: float, rng: random.Random):
+    """(train documents, held-out documents, labels): the held-out files, or a seeded share set aside."""
+    docs = [d for path in labelled for d in read_labelled(path, label_map)]
+    if not docs:
+        raise DetectorError("no labelled documents to train on")
     if held_out:
-        return docs, [d for path in held_out for d in read_labelled(path, label_map)]
-    shuffled = docs[:]
-    rng.shuffle(shuffled)
-    n_dev = max(1, int(len(shuffled) * fraction)) if len(shuffled) > 1 else 0
-    return shuffled[n_dev:], shuffled[:n_dev]
+        train_docs, dev_docs = docs, [d for path in held_out for d in read_labelled(path, label_map)]
+    else:
+        shuffled = docs[:]
+        rng.shuffle(shuffled)
+        n_dev = max(1, int(len(shuffled) * fraction)) if len(shuffled) > 1 else 0
+        train_docs, dev_docs = shuffled[n_dev:], shuffled[:n_dev]
+    labels = sorted({s[2] for d in train_docs for s in d.spans})
+    if not labels:
+        raise DetectorError("the labelled documents have no spans (after the label map)")
+    return train_docs, dev_docs, labels
 
 
 def _data_digest(labelled: list[str | Path]) -> str:
@@ -219,14 +222,8 @@ def train_token_classifier(
     from curate.pii.evaluate import span_scores
 
     base_path = minilm_path() if base == "minilm" else base
-    docs = [d for path in labelled for d in read_labelled(path, label_map)]
-    if not docs:
-        raise DetectorError("no labelled documents to train on")
     rng = random.Random(seed)
-    train_docs, dev_docs = _split(docs, held_out, label_map, held_out_fraction, rng)
-    labels = sorted({s[2] for d in train_docs for s in d.spans})
-    if not labels:
-        raise DetectorError("the labelled documents have no spans (after the label map)")
+    train_docs, dev_docs, labels = _training_data(labelled, label_map, held_out, held_out_fraction, rng)
     tags = ["O"] + [f"{p}-{lab}" for lab in labels for p in ("B", "I")]
     torch.manual_seed(seed)
     tok = AutoTokenizer.from_pretrained(base_path)
