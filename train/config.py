@@ -76,7 +76,8 @@ class TrainConfig(BaseModel):
     eval_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
     """Share of the records held out for evaluation (by seeded hash of the id)."""
     replay_dataset: str | None = None
-    """General-domain data for replay mixing and the forgetting check (same formats as dataset)."""
+    """General-domain data for replay mixing and the forgetting check: records in the training
+    format, or plain text (a `text` column). Half of it (seeded) is only measured, never trained on."""
     replay_ratio: float = Field(default=0.0, ge=0.0, le=1.0)
     """Share of training examples drawn from replay_dataset."""
     task_eval_max: int = Field(default=64, ge=0)

@@ -96,12 +96,16 @@ def train(cfg: TrainConfig, dry_run: bool = False, log: Any = print) -> dict[str
     task_references = [c for _, c in train_pairs]  # before replay text joins them
     replay_rows: list[dict] = []
     if cfg.replay_dataset:
-        replay_df = load_records(cfg.replay_dataset)
-        replay_pairs = replay_examples(replay_df, cfg, tokenizer)
+        # Half the replay records (by seeded hash) measure forgetting and are never trained on; the
+        # other half is what replay mixing draws from. With or without mixing the measured half is
+        # the same, so the two runs compare.
+        mix_df, measure_df = split_eval(load_records(cfg.replay_dataset), 0.5, cfg.seed)
+        replay_pairs = replay_examples(mix_df, cfg, tokenizer)
         replay_rows = tokenize(
-            replay_pairs, tokenizer, cfg.max_length, cfg.truncation, cfg.completion_only_loss, False, cache
-        ).rows
-        if cfg.replay_ratio > 0:
+            replay_examples(measure_df, cfg, tokenizer), tokenizer, cfg.max_length, cfg.truncation,
+            cfg.completion_only_loss, False, cache,
+        ).rows  # fmt: skip
+        if cfg.replay_ratio > 0 and replay_pairs:
             k = (
                 int(len(train_pairs) * cfg.replay_ratio / (1 - cfg.replay_ratio))
                 if cfg.replay_ratio < 1
