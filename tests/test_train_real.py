@@ -89,6 +89,7 @@ def test_support_gdpr_recipe_curates_gates_trains_and_reports(workdir: Path, tin
     assert t["after"]["task"]["records"] == 8 and len(t["loss_curve"]) >= 1
     card = (Path(t["export"]["path"]) / "README.md").read_text()
     assert "## The task on held-out records" in card and "exact match" in card
+    assert "of them replay text from `data_samples/general_english.jsonl`" in card
     html = (run / "report.html").read_text()
     assert 'id="training"' in html and "task: exact match" in html
     assert "## Training" in (run / "report.md").read_text()

@@ -84,7 +84,13 @@ def model_card(cfg: TrainConfig, report: dict[str, Any], kind: str) -> str:
         "",
         f"- Method: **{cfg.method}** (exported as {kind} weights)",
         f"- Data: `{cfg.dataset}` ({report.get('train_examples') or report.get('train_pairs')} training "
-        f"{'pairs' if cfg.format == 'preference' else 'examples'}, format {cfg.format})",
+        f"{'pairs' if cfg.format == 'preference' else 'examples'}, format {cfg.format}"
+        + (
+            f"; {report['replay_examples_mixed']} of them replay text from `{cfg.replay_dataset}`"
+            if report.get("replay_examples_mixed")
+            else ""
+        )
+        + ")",
         f"- Curate run manifest hash: `{lineage.get('plan_fingerprint', 'n/a')}`",
         f"- Records: {lineage.get('records_out', 'n/a')} kept of {lineage.get('records_in', 'n/a')} ({lineage.get('rejected', 'n/a')} rejected)",
         f"- PII policy: {lineage.get('pii', 'none')}",

@@ -95,6 +95,7 @@ def train(cfg: TrainConfig, dry_run: bool = False, log: Any = print) -> dict[str
     train_pairs = examples(train_df, cfg.format, cfg.template, tokenizer)
     task_references = [c for _, c in train_pairs]  # before replay text joins them
     replay_rows: list[dict] = []
+    replay_mixed = 0
     if cfg.replay_dataset:
         # Half the replay records (by seeded hash) measure forgetting and are never trained on; the
         # other half is what replay mixing draws from. With or without mixing the measured half is
@@ -113,6 +114,7 @@ def train(cfg: TrainConfig, dry_run: bool = False, log: Any = print) -> dict[str
             )
             rng = random.Random(cfg.seed)
             train_pairs = train_pairs + [replay_pairs[rng.randrange(len(replay_pairs))] for _ in range(k)]
+            replay_mixed = k
     data = tokenize(
         train_pairs, tokenizer, cfg.max_length, cfg.truncation, cfg.completion_only_loss, cfg.packing, cache
     )
@@ -138,6 +140,7 @@ def train(cfg: TrainConfig, dry_run: bool = False, log: Any = print) -> dict[str
         "trainable_parameters": trainable,
         "total_parameters": total,
         "train_examples": data.counts.get("examples"),
+        "replay_examples_mixed": replay_mixed,
         "train_rows": len(data.rows),
         "tokens_per_epoch": data.tokens,
         "data_counts": data.counts,
