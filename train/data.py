@@ -192,15 +192,20 @@ def tokenize(pairs: list[tuple[str, str]], tokenizer: Any, max_length: int, trun
     return TokenizedData(rows, counts)
 
 
-def encode(prompt: str, completion: str, tokenizer: Any, max_length: int, truncation: str, completion_only_loss: bool,
-           counts: dict[str, int]) -> dict[str, list[int]] | None:  # fmt: skip
-    """One example: prompt tokens masked (-100), completion + EOS trained; None (counted) if dropped."""
+def prompt_ids(prompt: str, tokenizer: Any) -> list[int]:
+    """A prompt's tokens as training sees them: BOS (when the tokenizer adds one), then the text."""
     bos = (
         [tokenizer.bos_token_id]
         if tokenizer.bos_token_id is not None and getattr(tokenizer, "add_bos_token", True)
         else []
     )
-    p = bos + tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    return bos + tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+
+def encode(prompt: str, completion: str, tokenizer: Any, max_length: int, truncation: str, completion_only_loss: bool,
+           counts: dict[str, int]) -> dict[str, list[int]] | None:  # fmt: skip
+    """One example: prompt tokens masked (-100), completion + EOS trained; None (counted) if dropped."""
+    p = prompt_ids(prompt, tokenizer)
     c = tokenizer(completion, add_special_tokens=False)["input_ids"]
     if tokenizer.eos_token_id is not None and (not c or c[-1] != tokenizer.eos_token_id):
         c = c + [tokenizer.eos_token_id]
@@ -358,12 +363,7 @@ def generation_eval(
         for t in eos_text:
             completion = completion.removesuffix(t)
         refs.append(completion.strip())
-    bos = (
-        [tokenizer.bos_token_id]
-        if tokenizer.bos_token_id is not None and getattr(tokenizer, "add_bos_token", True)
-        else []
-    )
-    prompts = [bos + tokenizer(p, add_special_tokens=False)["input_ids"] for p, _ in pairs]
+    prompts = [prompt_ids(p, tokenizer) for p, _ in pairs]
     longest_ref = max(len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in refs)
     new_tokens = min(max_new_tokens, longest_ref + 8)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (ends[0] if ends else 0)
