@@ -132,18 +132,23 @@ class Plan(BaseModel):
         return hashlib.sha256(json.dumps(canon, sort_keys=True).encode()).hexdigest()
 
 
+def _has_plugin_stage(stages: list[Stage]) -> bool:
+    """Whether a stage comes from a plugin: it may add any column, so column checks stop there."""
+    from curate.registry import BUILTIN_STAGE_MODULES
+
+    return any(type(s).__module__ not in BUILTIN_STAGE_MODULES for s in stages)
+
+
 def _check_ranked_columns(stages: list[Stage], problems: list[str]) -> None:
     """A stage that ranks records by a column (dedup.minhash keep: quality) needs an earlier stage
     that makes it: found before work, not when the stage reaches its first shard. Plugin stages may
     add any column, so after one the check is left to the stage."""
-    from curate.registry import BUILTIN_STAGE_MODULES
-
     for i, st in enumerate(stages):
         field = getattr(st, "quality_field", None)
         if getattr(st, "keep", None) != "quality" or not field:
             continue
         earlier = stages[:i]
-        if any(type(e).__module__ not in BUILTIN_STAGE_MODULES for e in earlier):
+        if _has_plugin_stage(earlier):
             continue
         made = [c for e in earlier for c in e.numeric_columns]
         if field not in made:
@@ -167,9 +172,7 @@ _TRAIN_FIELDS = {
 def _check_train_fields(cfg: Any, stages: list[Stage], problems: list[str]) -> None:
     """`train: format:` reads columns that a format stage of this recipe must write: found at load,
     not after the whole curation ran. Plugin stages may write anything: then the check is skipped."""
-    from curate.registry import BUILTIN_STAGE_MODULES
-
-    if cfg.format not in _TRAIN_FIELDS or any(type(s).__module__ not in BUILTIN_STAGE_MODULES for s in stages):
+    if cfg.format not in _TRAIN_FIELDS or _has_plugin_stage(stages):
         return
     fields, producer = _TRAIN_FIELDS[cfg.format]
     names = [s.name for s in stages]

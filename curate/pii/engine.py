@@ -331,11 +331,10 @@ def build_engine(profile_name: str, spacy_model: str = DEFAULT_SPACY_MODEL) -> E
         det_langs = set(det.get("languages") or languages)
         # A spaCy detector is the pipeline of a language that has no NER of its own: the text is
         # then tokenized once, and its entities come with the Presidio artifacts.
-        for lang in sorted(det_langs):
-            if isinstance(nlp, TokenClassifierDetector):
-                break
-            if lang in pipelines and lang not in ner_languages and lang not in inline:
-                inline[lang] = pipelines[lang] = nlp
+        if not isinstance(nlp, TokenClassifierDetector):
+            for lang in sorted(det_langs):
+                if lang in pipelines and lang not in ner_languages and lang not in inline:
+                    inline[lang] = pipelines[lang] = nlp
         detectors.append((nlp, det_langs, float(det.get("score", 0.85))))
     nlp_engine.nlp = pipelines
     nlp_engine.ner_languages = frozenset(ner_languages)
