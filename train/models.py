@@ -81,14 +81,22 @@ def resolve_model(name: str, log=print) -> str:
         gguf, meta = KNOWN_MODELS[name]["file"](), KNOWN_MODELS[name]
         target = model_cache() / name
     else:
-        gguf, meta = Path(name), {"source": str(Path(name).resolve()), "license": "see the file's origin"}
-        digest = hashlib.sha256(gguf.read_bytes()).hexdigest()[:16]
-        target = model_cache() / f"{gguf.stem}-{digest}"
+        gguf = Path(name)
+        meta = {"source": str(gguf.resolve()), "license": "see the file's origin", "sha256": _sha256(gguf)}
+        target = model_cache() / f"{gguf.stem}-{meta['sha256'][:16]}"
     if (target / "curate_provenance.json").exists():
         return str(target)
     log(f"converting {gguf.name} to a transformers folder in {target} (once; ~20 s)")
     convert_gguf(gguf, target, meta)
     return str(target)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def convert_gguf(gguf: Path, target: Path, meta: dict) -> None:
@@ -113,7 +121,7 @@ def convert_gguf(gguf: Path, target: Path, meta: dict) -> None:
     provenance = {
         "converted_from": meta["source"],
         "gguf_file": str(gguf),
-        "gguf_sha256": hashlib.sha256(gguf.read_bytes()).hexdigest(),
+        "gguf_sha256": meta.get("sha256") or _sha256(gguf),  # hashed once: the cache key of a GGUF path
         "license": meta.get("license"),
         "parameters": sum(p.numel() for p in model.parameters()),
         "dtype": "float32 (dequantised from the GGUF's quantisation)",
