@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 # Raw identifiers that must not appear in scrubbed output (a subset of the leak gate, as regexes GX can run).
 RAW_PII_PATTERNS = {
     "email": r"[\w.+-]+@(?!example\.(?:com|org|net))[\w-]+\.(?!test\b)[\w.]+",
-    "us_ssn": r"\b\d{3}-\d{2}-\d{4}\b",
+    # Area 000, 666 and 9xx, group 00 and serial 0000 are never issued: pseudonyms are drawn there.
+    "us_ssn": r"\b(?!000|666|9)\d{3}-(?!00)\d{2}-(?!0000)\d{4}\b",
     "card": r"\b(?:\d[ -]?){15}\d\b",
 }
 

@@ -410,3 +410,23 @@ def test_user_profile_extends_a_shipped_one(workdir: Path):
     )
     out, _ = scrub(["Badge EMP-004211 belongs to John Carter."], profile=str(path))
     assert out[0] == "Badge  belongs to [NAME]."
+
+
+def test_form_field_labels_stay_when_a_name_runs_into_them(monkeypatch: pytest.MonkeyPatch):
+    """NER runs "Amanda Martinez    MRN" and "Medical Center\\nPatient" together and calls "Phone" a place:
+    the labels are not personal data, and pseudonyms for them garbled the record."""
+    note = (
+        "DISCHARGE SUMMARY - St. Brigid Medical Center\nPatient: Amanda Martinez    MRN: 1973060    DOB: 02/27/1936\n"
+        "Address: 8323 Pine Street, Salem, MA 01911    Phone: 447.292.9028\n"
+    )
+    spans = analyze(build_engine("hipaa"), [note])[0]
+    texts = [note[s.start : s.end] for s in spans]
+    assert "Amanda Martinez" in texts and "Salem" in texts
+    assert not any(label in t for t in texts for label in ("Patient", "MRN", "Phone", "Address"))
+    monkeypatch.setenv("CURATE_PII_SALT", "labels")
+    out, _ = scrub([note], operator="pseudonymize")
+    for label in ("Patient: ", " MRN: ", " DOB: ", "Address: ", " Phone: "):
+        assert label in out[0]
+    assert "Amanda" not in out[0] and "1973060" not in out[0] and "447.292.9028" not in out[0]
+    # a name before a colon that is not a field label is still a name
+    assert "Smith" not in scrub(["Dear John Smith: thank you for writing."])[0][0]

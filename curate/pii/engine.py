@@ -1088,9 +1088,47 @@ def analyze(
             )
             for (d, off, _), doc in zip(group, docs):
                 found[d].extend(Span(e.start_char + off, e.end_char + off, e.label_, score) for e in doc.ents)
+    found = [drop_field_labels(text, spans) for text, spans in zip(texts, found)]
     return [
         merge_overlaps(to_token_bounds(text, spans + propagate_names(text, spans))) for text, spans in zip(texts, found)
     ]
+
+
+# Words that head a form field ("Patient: ...", "MRN: ...", "Phone: ..."). NER models often run a
+# name or an organisation on into the next field's label ("Amanda Martinez    MRN", "Medical
+# Center\nPatient") or call a label a place ("Phone"): the label is not personal data, and
+# replacing it garbles the record ("Patrick Pollard WHITE: 5770034"). A label only counts as one
+# when a colon follows it.
+FIELD_LABELS = frozenset(
+    "patient name mrn dob ssn phone tel telephone fax email e-mail address attending physician provider "
+    "admitted discharged date age sex gender account member insurance diagnosis referring contact mobile "
+    "cell home work subject cc re".split()
+)
+_LAST_WORD = re.compile(r"(\S+)\s*$")
+_COLON_NEXT = re.compile(r"[ \t]*:")
+
+
+def drop_field_labels(text: str, spans: list[Span]) -> list[Span]:
+    """Spans without the form-field labels at their ends (a span that is only a label is dropped)."""
+    out = []
+    for s in spans:
+        pieces, changed, a = [], False, s.start
+        for line in text[s.start : s.end].split("\n"):
+            b = a + len(line)
+            end = b
+            while end > a:
+                m = _LAST_WORD.search(text, a, end)
+                if not m or m.group(1).lower() not in FIELD_LABELS or not _COLON_NEXT.match(text, m.end(1)):
+                    break
+                end, changed = m.start(1), True
+            if text[a:end].strip():
+                pieces.append((a, end))
+            a = b + 1
+        if not changed:
+            out.append(s)
+        else:
+            out.extend(Span(x, y, s.entity, s.score) for x, y in pieces)
+    return out
 
 
 # A span that cuts an identifier is widened to the whole of it: a partial replacement

@@ -139,6 +139,8 @@ class Pseudonymizer:
             return re.sub(r"[^\W\d_]+(?:['-][^\W\d_]+)*", self._name_token, value)
         if entity == "LOCATION":
             return f.city()
+        if entity == "ORGANIZATION":  # letters for letters would give "Vkasngf Wupwtg"
+            return f.company()
         if entity == "STREET_ADDRESS":
             return f.street_address()
         if entity == "EMAIL_ADDRESS":
