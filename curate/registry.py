@@ -30,6 +30,7 @@ BUILTIN_STAGES = {
     "dedup.semantic": "curate.stages.semantic",
     "pii.scrub": "curate.stages.pii",
     "rewrite.lexicon": "curate.stages.rewrite",
+    "extract.regex": "curate.stages.extract",
     "format.instruction": "curate.stages.format",
     "format.chat": "curate.stages.format",
     "format.completion": "curate.stages.format",

@@ -318,3 +318,29 @@ def test_export_train_loader_and_report_read_only_record_parts_after_a_global_st
     res = CliRunner().invoke(main, ["export", "runs/t", "-o", "exp", "--splits", "train=1.0"])
     assert res.exit_code == 0 and f"train {n:,}" in res.output
     assert build_report("runs/t")["html"].exists()
+
+
+def test_extract_regex_fields_feed_templates_and_reject_misses():
+    from curate.stages.extract import ExtractRegex
+
+    b = batch([
+        "Amanda is an 85-year-old patient admitted with community-acquired pneumonia. Treatment was started with amoxicillin 500 mg.",
+        "Seen in clinic for a check-up. Treatment was started with metformin 1000 mg.",
+    ])  # fmt: skip
+    stage = ExtractRegex(fields={"condition": r"admitted with (.+?)\.", "medication": r"started with (.+?)\."})
+    split = stage.process(b)
+    assert split.kept.select("condition", "medication").rows() == [
+        ("community-acquired pneumonia", "amoxicillin 500 mg")
+    ]
+    assert split.rejected.select("reason", "detail").rows() == [("no_match", "no match for condition")]
+    assert len(split.kept) + len(split.rejected) == len(b)
+    formatted = InstructionFormat(
+        instruction="Summarise.", input="{text}", output="Admitted with {condition}."
+    ).process(split.kept)
+    assert formatted.kept["output"].to_list() == ["Admitted with community-acquired pneumonia."]
+    lenient = ExtractRegex(fields={"condition": r"admitted with (.+?)\."}, required=False).process(b)
+    assert lenient.kept["condition"].to_list() == ["community-acquired pneumonia", None] and not len(lenient.rejected)
+    with pytest.raises(ValueError, match="not a valid regular expression"):
+        ExtractRegex(fields={"x": "admitted with ("})
+    with pytest.raises(ValueError, match="new identifier-like column name"):
+        ExtractRegex(fields={"text": "a"})
