@@ -183,14 +183,21 @@ class Runner:
         return stats
 
     def _train(self) -> dict[str, Any]:
-        from curate.recipe import train_config
+        from curate.recipe import train_configs
         from train.run import train
 
         self.reporter.message("gate passed: training")
-        result = train(train_config(self.recipe), log=self.reporter.message)
-        keys = ("method", "base_model", "train_loss", "steps", "train_seconds", "train_tokens_per_s", "before", "after",
-                "forgetting", "loss_curve", "export")  # fmt: skip
-        out = {k: result.get(k) for k in keys}
+        keys = ("method", "format", "base_model", "train_loss", "steps", "train_seconds", "train_tokens_per_s",
+                "before", "after", "forgetting", "loss_curve", "export")  # fmt: skip
+        configs = train_configs(self.recipe)
+        phases = []
+        for i, cfg in enumerate(configs):
+            if len(configs) > 1:
+                self.reporter.message(f"phase {i + 1} of {len(configs)}: {_phase_name(cfg)}")
+            result = train(cfg, log=self.reporter.message)
+            phases.append({"phase": _phase_name(cfg), **{k: result.get(k) for k in keys}})
+        # the last phase's model is the run's model; every phase's numbers stay in "phases"
+        out = {**phases[-1], "phases": phases} if len(phases) > 1 else phases[0]
         write_json(out, self.run_dir / "train.json")
         if self.recipe.report:  # again, now with its training section
             from curate.report import build_report
@@ -573,3 +580,7 @@ def finished_output(run_dir: str | os.PathLike) -> list[Path]:
         )
     last_dir = run_dir / stats["stages"][-1]["dir"]
     return sorted(last_dir.glob("part-*.parquet"))
+
+
+def _phase_name(cfg: Any) -> str:
+    return f"{'DPO' if cfg.format == 'preference' else 'SFT'} ({cfg.method})"

@@ -84,8 +84,10 @@ class Recipe(BaseModel):
     """Thresholds the finished run must meet; a failure exits non-zero (see curate/gate.py)."""
     report: bool = True
     """Write report.html (+ report.md, report.json) at the end of the run."""
-    train: dict[str, Any] | str | None = None
-    """A train config (inline, or a path to its YAML), run after the gate passes; dataset defaults to this run."""
+    train: dict[str, Any] | str | list[dict[str, Any] | str] | None = None
+    """A train config (inline, or a path to its YAML), run after the gate passes; dataset defaults to this run.
+    A list runs phases in order (SFT then DPO): a phase without `model:` starts from the previous
+    phase's model (LoRA adapters are merged into it for that)."""
 
     @field_validator("input", mode="before")
     @classmethod
@@ -279,12 +281,12 @@ def load_recipe(source: str | os.PathLike | dict[str, Any], overrides: dict[str,
         from train.config import TrainConfig
 
         try:
-            cfg = train_config(recipe)
-            _check_train_fields(cfg, stages, problems)
-            if cfg.method != "classifier":
-                from train.models import check_model
+            for cfg, inherited in train_configs(recipe, with_inheritance=True):
+                _check_train_fields(cfg, stages, problems)
+                if cfg.method != "classifier" and not inherited:
+                    from train.models import check_model
 
-                check_model(cfg.model)
+                    check_model(cfg.model)
         except ValidationError as e:
             problems.extend(_error_lines(e, "train", TrainConfig))
         except RecipeError as e:
@@ -294,23 +296,55 @@ def load_recipe(source: str | os.PathLike | dict[str, Any], overrides: dict[str,
     return Plan(recipe=recipe, stages=stages)
 
 
-def train_config(recipe: Recipe) -> Any:
-    """The recipe's `train:` section (inline or a YAML path) as a TrainConfig; dataset defaults to the run."""
+def train_configs(recipe: Recipe, with_inheritance: bool = False) -> list[Any]:
+    """The recipe's `train:` phases (inline or YAML paths) as TrainConfigs; dataset defaults to the run.
+
+    A phase without `model:` trains the previous phase's exported model (`output_dir/final`): a
+    LoRA or QLoRA phase that a later one builds on exports merged weights for it. With
+    ``with_inheritance``: (config, whether its model comes from the previous phase) pairs."""
     from train.config import TrainConfig
 
-    if isinstance(recipe.train, dict):
-        raw = recipe.train
-    else:
-        path = Path(recipe.train)
-        if not path.is_file():
-            raise RecipeError(f"train: config file '{path}' does not exist (paths are relative to {os.getcwd()}).")
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise RecipeError(f"train: '{path}' is not valid YAML: {e}") from None
-        if not isinstance(raw, dict):
-            raise RecipeError(f"train: '{path}' must be a mapping of train settings (model, method, ...).")
-    return TrainConfig.model_validate({"dataset": str(recipe.run_dir), **raw})
+    phases = recipe.train if isinstance(recipe.train, list) else [recipe.train]
+    if not phases:
+        raise RecipeError("train: an empty list; give one train config, or several phases in order")
+    raws = [_train_raw(p, f"train[{i}]" if isinstance(recipe.train, list) else "train") for i, p in enumerate(phases)]
+    out: list[tuple[Any, bool]] = []
+    for i, raw in enumerate(raws):
+        inherited = i > 0 and "model" not in raw
+        if i == 0 and "model" not in raw:
+            raise RecipeError("train: the first phase needs `model:` (e.g. smollm2-135m, or a local model folder)")
+        if inherited:
+            prev = out[-1][0]
+            if prev.method in ("prompt", "prefix", "classifier"):
+                raise RecipeError(
+                    f"train[{i}]: builds on phase {i} (no model: given), whose method {prev.method} cannot be merged "
+                    f"into a model; give train[{i}].model, or train phase {i} with lora, qlora, full or partial"
+                )
+            if prev.method in ("lora", "qlora") and not prev.merge_adapters:
+                out[-1] = (prev.model_copy(update={"merge_adapters": True}), out[-1][1])
+            raw = {**raw, "model": str(Path(prev.output_dir) / "final")}
+        cfg = TrainConfig.model_validate({"dataset": str(recipe.run_dir), **raw})
+        if any(Path(c.output_dir) == Path(cfg.output_dir) for c, _ in out):
+            raise RecipeError(
+                f"train[{i}].output_dir: '{cfg.output_dir}' is used by an earlier phase; give each its own"
+            )
+        out.append((cfg, inherited))
+    return out if with_inheritance else [c for c, _ in out]
+
+
+def _train_raw(entry: Any, where: str) -> dict[str, Any]:
+    if isinstance(entry, dict):
+        return entry
+    path = Path(entry)
+    if not path.is_file():
+        raise RecipeError(f"{where}: config file '{path}' does not exist (paths are relative to {os.getcwd()}).")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise RecipeError(f"{where}: '{path}' is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{where}: '{path}' must be a mapping of train settings (model, method, ...).")
+    return raw
 
 
 def _build_stage(entry: Any, loc: str, problems: list[str]) -> Stage | None:

@@ -3,6 +3,7 @@ and the domain recipes run end to end (with the tiny model; SmolLM2 itself in th
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 import shutil
@@ -53,6 +54,8 @@ def tiny_model(tmp_path_factory) -> Path:
 
     texts = [json.loads(x)["body"] for x in (REPO / "data_samples" / "support_tickets.jsonl").read_text(errors="replace").splitlines()
              if x.startswith("{") and '"body": "' in x and x.endswith("}")]  # fmt: skip
+    texts += [r["text"] for r in csv.DictReader(open(REPO / "data_samples" / "job_posts.csv", encoding="utf-8"))]
+    texts += [p.read_text(errors="replace") for p in sorted((REPO / "data_samples" / "clinical_notes").glob("*.txt"))]
     return build_tiny(tmp_path_factory.mktemp("tiny") / "model", texts + ["low normal high"], vocab_size=400, hidden=48)
 
 
@@ -70,8 +73,15 @@ def test_generation_eval_scores_greedy_answers(tiny_model):
 
 def _recipe_with_tiny(name: str, tiny: Path, workdir: Path, **train: object) -> Path:
     data = yaml.safe_load((REPO / "pipelines" / name).read_text())
-    data["train"] = {**data["train"], "model": str(tiny), "learning_rate": 0.01, "max_steps": 8,
-                     "task_eval_max": 8, "logging_steps": 2, **train}  # fmt: skip
+    phases = data["train"] if isinstance(data["train"], list) else [data["train"]]
+    phases = [{**p, "learning_rate": 0.01, "max_steps": 8, "logging_steps": 2, **train} for p in phases]
+    phases[0]["model"] = str(tiny)
+    for p in phases:
+        if p.get("task_eval_max"):
+            p["task_eval_max"] = 8
+        if p.get("style_eval"):
+            p["style_eval"] = {**p["style_eval"], "max_prompts": 6, "max_new_tokens": 12}
+    data["train"] = phases if isinstance(data["train"], list) else phases[0]
     path = workdir / name
     path.write_text(yaml.safe_dump(data))
     return path
@@ -187,3 +197,118 @@ def test_two_cpu_processes_follow_the_loss_curve_of_one(tmp_path, tiny_model):
     assert len(a) == len(b) == 6
     assert all(abs(x - y) <= 0.05 * abs(x) for x, y in zip(a, b)), (a, b)
     assert (tmp_path / "two" / "final" / "README.md").exists()
+
+
+@pytest.mark.slow
+def test_clinical_hipaa_recipe_scrubs_extracts_summaries_and_trains(workdir: Path, tiny_model: Path, monkeypatch):
+    monkeypatch.setenv("CURATE_PII_SALT", "clinical-test-salt")
+    shutil.copytree(REPO / "data_samples", workdir / "data_samples")
+    # the tiny model's 400-token vocabulary spells a note in ~1,000 tokens: room for the whole prompt
+    recipe = _recipe_with_tiny("clinical_hipaa.yaml", tiny_model, workdir, max_length=2048, max_new_tokens=12)
+    stats = Runner(load_recipe(recipe)).run()
+    assert stats["gate"]["passed"]
+    run = Path("runs/clinical_hipaa")
+    records = [json.loads(x) for p in sorted((run / "output").glob("*.jsonl")) for x in p.read_text().splitlines()]
+    assert len(records) >= 100
+    raw = (REPO / "data_samples" / "clinical_notes" / "note_0000.txt").read_text()
+    name = raw.split("Patient: ")[1].split("  ")[0]  # e.g. "Amanda Martinez"
+    assert not any(name in r["input"] or name in r["output"] for r in records)
+    assert all(r["output"].startswith("Admitted with ") and "; started on " in r["output"] for r in records)
+    assert all("Patient: " in r["input"] and " MRN: " in r["input"] for r in records)  # labels survive pseudonyms
+    t = json.loads((run / "train.json").read_text())
+    assert t["before"]["task"]["metric"] == "rouge_l" and t["after"]["task"]["records"] == 8
+    assert "task: ROUGE-L" in (run / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_gender_neutral_style_recipe_runs_sft_then_dpo_and_measures_the_style(workdir: Path, tiny_model: Path):
+    shutil.copytree(REPO / "data_samples", workdir / "data_samples")
+    stats = Runner(load_recipe(_recipe_with_tiny("gender_neutral_style.yaml", tiny_model, workdir))).run()
+    assert stats["gate"]["passed"]
+    t = json.loads(Path("runs/gender_neutral_style/train.json").read_text())
+    sft, dpo = t["phases"]
+    assert (sft["phase"], dpo["phase"]) == ("SFT (lora)", "DPO (lora)") and sft["steps"] == dpo["steps"] == 8
+    # phase 2 trained phase 1's model: merged weights, not an adapter
+    sft_model = Path("models/gender-neutral-sft/final")
+    assert dpo["base_model"]["path"] == str(sft_model)
+    assert (sft_model / "config.json").exists() and not (sft_model / "adapter_config.json").exists()
+    for phase in (sft, dpo):
+        for when in ("before", "after"):
+            style = phase[when]["style"]
+            assert style["generations"] == 6 and style["prompts_gendered_per_100_words"] > 5
+            assert 0 <= style["counterfactual"]["identical"] <= style["counterfactual"]["consistent"] <= 1
+    assert dpo["after"]["preferences"]["pairs"] >= 20
+    report = Path("runs/gender_neutral_style/report.md").read_text()
+    assert "SFT (lora) then DPO (lora)" in report and "DPO (lora): held-out pairs: chosen over rejected" in report
+    assert "SFT (lora): style: gendered terms per 100 generated words" in report
+    assert "## Style in generations" in (Path(t["export"]["path"]) / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_instruct_from_hf_recipe_reads_a_saved_dataset_dedups_and_trains(workdir: Path, tiny_model: Path):
+    shutil.copytree(REPO / "data_samples", workdir / "data_samples")
+    stats = Runner(load_recipe(_recipe_with_tiny("instruct_from_hf.yaml", tiny_model, workdir))).run()
+    assert stats["gate"]["passed"]
+    by_stage = {s["stage"]: s for s in stats["stages"]}
+    assert by_stage["ingest"]["rejected_by_reason"].get("empty_text", 0) > 0  # functions without a docstring
+    assert by_stage["dedup.exact"]["rejected"] > 0  # os.path.join and posixpath.join say the same
+    t = json.loads(Path("runs/instruct_from_hf/train.json").read_text())
+    assert t["before"]["task"]["metric"] == "rouge_l" and t["before"]["replay"] is not None
+
+
+def _phases(*phases: dict) -> dict:
+    data = yaml.safe_load((REPO / "pipelines" / "gender_neutral_style.yaml").read_text())
+    data["train"] = list(phases)
+    return data
+
+
+def test_training_phases_are_checked_at_load():
+    sft = {"model": "HuggingFaceTB/SmolLM2-135M-Instruct", "format": "instruction", "output_dir": "models/a"}
+    dpo = {"format": "preference", "output_dir": "models/b"}
+    with pytest.raises(RecipeError, match=r"train\[1\]: builds on phase 1 .* whose method prompt cannot be merged"):
+        load_recipe(_phases({**sft, "method": "prompt"}, dpo))
+    with pytest.raises(RecipeError, match=r"train\[1\].output_dir: 'models/a' is used by an earlier phase"):
+        load_recipe(_phases(sft, {**dpo, "output_dir": "models/a"}))
+    with pytest.raises(RecipeError, match="the first phase needs `model:`"):
+        load_recipe(_phases({k: v for k, v in sft.items() if k != "model"}, dpo))
+    from curate.recipe import train_configs
+
+    first, second = train_configs(load_recipe(_phases(sft, dpo)).recipe)
+    assert first.merge_adapters and second.model == str(Path("models/a") / "final")
+
+
+def test_gender_swap_swaps_roles_pronouns_and_names():
+    from train.style import gender_swap
+
+    text = "We are hiring a chairman. He will train staff; report to her. The actress met James. A good chairman knows her team."
+    swapped = gender_swap(text)
+    assert swapped.startswith("We are hiring a chairwoman. She will train staff; report to him. The actor met ")
+    assert swapped.endswith(". A good chairwoman knows his team.")
+    name = swapped.split("The actor met ")[1].split(".")[0]
+    assert name != "James" and gender_swap(name) == "James"  # a woman's name, and back
+
+
+def test_style_eval_counts_gendered_terms_and_the_counterfactual(monkeypatch):
+    """Two stand-in models through the same measure: one copies the post, one writes the neutral form."""
+    import train.data
+    from train.style import StyleEval, style_eval
+
+    posts = ["We are hiring a chairman. He will lead the weekly meeting.", "The salesman must call his clients."]
+    neutral = {"chairman": "chairperson", "He will": "They will", "salesman": "sales representative", "his": "their",
+               "chairwoman": "chairperson", "She will": "They will", "saleswoman": "sales representative", "her": "their"}  # fmt: skip
+
+    def rewrite(p: str) -> str:
+        for a, b in neutral.items():
+            p = p.replace(a, b)
+        return p
+
+    spec = StyleEval(max_prompts=8)
+    contexts = [[{"role": "user", "content": p}] for p in posts]
+    monkeypatch.setattr(train.data, "generate", lambda m, t, prompts, n, b=16: list(prompts))
+    copying = style_eval(None, None, contexts, lambda c: c[-1]["content"], spec)
+    assert copying["with_gendered_terms"] == 1.0 and copying["gendered_per_100_words"] > 10
+    assert copying["counterfactual"] == {**copying["counterfactual"], "pairs": 2, "identical": 0.0, "consistent": 1.0}
+    monkeypatch.setattr(train.data, "generate", lambda m, t, prompts, n, b=16: [rewrite(p) for p in prompts])
+    fair = style_eval(None, None, contexts, lambda c: c[-1]["content"], spec)
+    assert fair["gendered_per_100_words"] == 0.0 and fair["with_gendered_terms"] == 0.0
+    assert fair["counterfactual"]["identical"] == 1.0

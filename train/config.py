@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from curate.errors import RecipeError
+from train.style import StyleEval
 
 Method = Literal["full", "partial", "lora", "qlora", "prompt", "prefix", "classifier"]
 
@@ -85,6 +86,10 @@ class TrainConfig(BaseModel):
     match when the outputs are labels, ROUGE-L otherwise."""
     max_new_tokens: int = Field(default=128, ge=1)
     """Cap on generated tokens per held-out record in that evaluation."""
+    style_eval: StyleEval | None = None
+    """Measure a style in generations for held-out prompts before and after: gendered terms per 100
+    words (counted by the rewrite engine with these lexicons) and a counterfactual check (the prompt
+    with gendered words swapped should get the same answer). E.g. {lexicons: [gender_neutral]}."""
     max_forgetting: float | None = None
     """Fail the run if replay-set loss rises by more than this relative amount (0.1 = 10%)."""
     output_dir: str = "models/out"

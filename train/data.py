@@ -346,6 +346,34 @@ def task_kind(references: list[str]) -> str:
     return "rouge_l"
 
 
+def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int, batch_size: int = 16) -> list[str]:
+    """Greedy continuations of rendered prompts (tokenized as training saw them), up to the end of turn."""
+    import torch
+
+    ends = [t for t in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")) if isinstance(t, int)]
+    ends = [t for t in ends if t != tokenizer.unk_token_id] or None
+    ids_list = [prompt_ids(p, tokenizer) for p in prompts]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (ends[0] if ends else 0)
+    model.eval()
+    preds: list[str] = []
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for i in range(0, len(ids_list), batch_size):
+            part = ids_list[i : i + batch_size]
+            width = max(len(p) for p in part)
+            ids = torch.tensor([[pad] * (width - len(p)) + p for p in part], device=device)  # left padding
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in part], device=device)
+            out = model.generate(
+                input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                eos_token_id=ends, pad_token_id=pad,
+            )  # fmt: skip
+            for row in out[:, width:].tolist():
+                if ends:
+                    row = next((row[:k] for k, t in enumerate(row) if t in ends), row)
+                preds.append(tokenizer.decode(row, skip_special_tokens=True).strip())
+    return preds
+
+
 def generation_eval(
     model: Any, tokenizer: Any, pairs: list[tuple[str, str]], kind: str, max_new_tokens: int = 128,
     batch_size: int = 16,
@@ -353,37 +381,14 @@ def generation_eval(
     """Score greedy generations against the references: exact match or ROUGE-L F (rouge-score)."""
     if not pairs:
         return None
-    import torch
-
-    ends = [t for t in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")) if isinstance(t, int)]
-    ends = [t for t in ends if t != tokenizer.unk_token_id] or None
     eos_text = [t for t in (tokenizer.eos_token, "<|im_end|>") if t]
     refs = []
     for _, completion in pairs:
         for t in eos_text:
             completion = completion.removesuffix(t)
         refs.append(completion.strip())
-    prompts = [prompt_ids(p, tokenizer) for p, _ in pairs]
     longest_ref = max(len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in refs)
-    new_tokens = min(max_new_tokens, longest_ref + 8)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (ends[0] if ends else 0)
-    model.eval()
-    preds: list[str] = []
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        for i in range(0, len(prompts), batch_size):
-            part = prompts[i : i + batch_size]
-            width = max(len(p) for p in part)
-            ids = torch.tensor([[pad] * (width - len(p)) + p for p in part], device=device)  # left padding
-            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in part], device=device)
-            out = model.generate(
-                input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, do_sample=False,
-                eos_token_id=ends, pad_token_id=pad,
-            )  # fmt: skip
-            for row in out[:, width:].tolist():
-                if ends:
-                    row = next((row[:k] for k, t in enumerate(row) if t in ends), row)
-                preds.append(tokenizer.decode(row, skip_special_tokens=True).strip())
+    preds = generate(model, tokenizer, [p for p, _ in pairs], min(max_new_tokens, longest_ref + 8), batch_size)
     extra = {}
     if kind == "exact_match":
         hits = [_normalise_label(p) == _normalise_label(r) for p, r in zip(preds, refs)]

@@ -35,6 +35,9 @@ def export(
     return {"path": str(out), "kind": kind}
 
 
+METRIC_NAMES = {"exact_match": "exact match", "rouge_l": "ROUGE-L"}
+
+
 def model_card(cfg: TrainConfig, report: dict[str, Any], kind: str) -> str:
     lineage = _lineage(cfg.dataset)
     tiny = (Path(cfg.model) / "TINY_MODEL.json").exists()
@@ -53,10 +56,30 @@ def model_card(cfg: TrainConfig, report: dict[str, Any], kind: str) -> str:
             "",
             "| metric | before | after |",
             "| --- | ---: | ---: |",
-            f"| {ta['metric'].replace('_', ' ')} | {tb['score']} | {ta['score']} |",
+            f"| {METRIC_NAMES.get(ta['metric'], ta['metric'])} | {tb['score']} | {ta['score']} |",
         ]
         if "label_in_answer" in ta:
             task_rows.append(f"| label named in the answer | {tb.get('label_in_answer')} | {ta['label_in_answer']} |")
+    sb, sa = report["before"].get("style"), report["after"].get("style")
+    if sb and sa:
+        task_rows += [
+            "",
+            f"## Style in generations for {sa['generations']} held-out prompts (greedy)",
+            "",
+            f"Gendered terms counted by the rewrite engine (lexicons: {', '.join(cfg.style_eval.lexicons)}); the "
+            f"prompts themselves hold {sa['prompts_gendered_per_100_words']} per 100 words.",
+            "",
+            "| measure | before | after |",
+            "| --- | ---: | ---: |",
+            f"| gendered terms per 100 words | {sb['gendered_per_100_words']} | {sa['gendered_per_100_words']} |",
+            f"| answers with any gendered term | {sb['with_gendered_terms']} | {sa['with_gendered_terms']} |",
+        ]
+        cb, ca = sb.get("counterfactual"), sa.get("counterfactual")
+        if cb and ca:
+            task_rows += [
+                f"| counterfactual ({ca['pairs']} prompts, gendered words swapped): identical answers | {cb['identical']} | {ca['identical']} |",
+                f"| counterfactual: answers alike up to the swap | {cb['consistent']} | {ca['consistent']} |",
+            ]
     for split in ("held_out", "replay"):
         b, a = report["before"].get(split), report["after"].get(split)
         if b and a:

@@ -136,6 +136,7 @@ def train(cfg: TrainConfig, dry_run: bool = False, log: Any = print) -> dict[str
     trainable, total = trainable_parameters(model)
     plan = {
         "method": cfg.method,
+        "format": cfg.format,
         "base_model": base_model,
         "trainable_parameters": trainable,
         "total_parameters": total,
@@ -156,10 +157,12 @@ def train(cfg: TrainConfig, dry_run: bool = False, log: Any = print) -> dict[str
     def task() -> dict | None:
         return generation_eval(model, tokenizer, task_pairs, kind, cfg.max_new_tokens) if task_pairs else None
 
+    style = _style_measure(cfg, model, tokenizer, eval_df, log)
     before = {
         "held_out": evaluate_lm(model, eval_rows, tokenizer.pad_token_id),
         "replay": evaluate_lm(model, replay_rows, tokenizer.pad_token_id),
         "task": task(),
+        "style": style("before"),
     }
     if before["task"]:
         log(
@@ -177,6 +180,7 @@ def train(cfg: TrainConfig, dry_run: bool = False, log: Any = print) -> dict[str
         "held_out": evaluate_lm(model, eval_rows, tokenizer.pad_token_id),
         "replay": evaluate_lm(model, replay_rows, tokenizer.pad_token_id),
         "task": task(),
+        "style": style("after"),
     }
     if after["task"]:
         log(f"task after training: {kind} {after['task']['score']:.3f}")
@@ -216,6 +220,33 @@ def train(cfg: TrainConfig, dry_run: bool = False, log: Any = print) -> dict[str
             f"replay-set loss rose by {report['forgetting']:.1%} > max_forgetting {cfg.max_forgetting:.1%}"
         )
     return report
+
+
+def _style_measure(cfg: TrainConfig, model: Any, tokenizer: Any, eval_df: Any, log: Any) -> Any:
+    """style(when) -> the style_eval of the model now on the held-out prompts (None when not asked)."""
+    from train.data import _render
+    from train.style import prompt_contexts, style_eval
+
+    contexts = prompt_contexts(eval_df, cfg.format) if cfg.style_eval else []
+
+    def render(context: list[dict]) -> str:  # as training wrote the prompts: completion prompts are raw text
+        return (
+            context[-1]["content"] if cfg.format == "completion" else _render(cfg.template, tokenizer, context, "")[0]
+        )
+
+    def measure(when: str) -> dict | None:
+        if not cfg.style_eval or not contexts:
+            return None
+        result = style_eval(model, tokenizer, contexts, render, cfg.style_eval)
+        cf = result.get("counterfactual") or {}
+        log(
+            f"style {when} training: {result['gendered_per_100_words']} gendered terms per 100 words generated "
+            f"({result['with_gendered_terms']:.0%} of {result['generations']} answers)"
+            + (f", counterfactual pairs identical {cf['identical']:.0%}" if cf else "")
+        )
+        return result
+
+    return measure
 
 
 def replay_examples(df: Any, cfg: TrainConfig, tokenizer: Any) -> list[tuple[str, str]]:
@@ -391,6 +422,8 @@ def train_preferences(
     if dry_run:
         return {"dry_run": True, **plan}
     before = evaluate_preferences(model, eval_rows, tokenizer.pad_token_id)
+    style = _style_measure(cfg, model, tokenizer, eval_df, log)
+    style_before = style("before")
 
     args = _training_args(cfg)
     trainer = dpo_trainer_class()(
@@ -400,11 +433,16 @@ def train_preferences(
         data_collator=PreferenceCollator(tokenizer.pad_token_id),
         beta=cfg.beta,
     )
+    t0 = time.perf_counter()
     result = trainer.train()
+    seconds = time.perf_counter() - t0
     after = evaluate_preferences(model, eval_rows, tokenizer.pad_token_id)
     report = {**plan, "train_loss": round(result.training_loss, 4), "steps": result.global_step,
-              "before": {"held_out": None, "replay": None, "preferences": before},
-              "after": {"held_out": None, "replay": None, "preferences": after}, "forgetting": None}  # fmt: skip
+              "train_seconds": round(seconds, 2), "processes": trainer.args.world_size,
+              "loss_curve": [[h["step"], round(h["loss"], 4)] for h in trainer.state.log_history if "loss" in h],
+              "before": {"held_out": None, "replay": None, "preferences": before, "style": style_before},
+              "after": {"held_out": None, "replay": None, "preferences": after, "style": style("after")},
+              "forgetting": None}  # fmt: skip
     from train.export import export
 
     if trainer.is_world_process_zero():

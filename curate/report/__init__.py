@@ -94,6 +94,13 @@ def _context(run_dir: Path) -> dict[str, Any]:
     dedup = next((s for s in stages if s["stage"] == "dedup.minhash"), None)
     training = json.loads((run_dir / "train.json").read_text()) if (run_dir / "train.json").exists() else None
     summary["training"] = _training_rows(training) if training else None
+    if training:
+        phases = training.get("phases") or [training]
+        training["headline"] = (
+            " then ".join(p.get("phase") or str(p.get("method")) for p in phases)
+            + f" · {sum(p.get('steps') or 0 for p in phases)} steps"
+            + f" · {round(sum(p.get('train_seconds') or 0 for p in phases), 1)} s"
+        )
     if training and (training.get("export") or {}).get("path"):  # the card, relative to the report
         training["card_href"] = os.path.relpath(
             Path(training["export"]["path"]).resolve() / "README.md", run_dir.resolve()
@@ -102,7 +109,7 @@ def _context(run_dir: Path) -> dict[str, Any]:
         "summary": summary,
         "training": training,
         "training_rows": summary["training"],
-        "loss_svg": _loss_svg(training.get("loss_curve") or []) if training else None,
+        "loss_svg": _loss_svg(_loss_curve(training)) if training else None,
         "stats": stats,
         "manifest": manifest,
         "recipe_yaml": _yaml(manifest.get("recipe", {})),
@@ -225,11 +232,20 @@ def _example_clusters(run_dir: Path, ingest_dir: str, dedup: dict, scrubber) -> 
 
 
 def _training_rows(training: dict[str, Any]) -> list[dict[str, Any]]:
-    """Before/after rows for the training section: the task, held-out and replay loss, preferences."""
+    from train.export import METRIC_NAMES
+
+    """Before/after rows for the training section: the task, held-out and replay loss, preferences,
+    the style measures. Phases (SFT then DPO) get a row group each, named by the phase."""
+    if training.get("phases"):
+        return [
+            {**r, "measure": f"{p['phase']}: {r['measure']}"}
+            for p in training["phases"]
+            for r in _training_rows({k: v for k, v in p.items() if k != "phases"})
+        ]
     b, a = training.get("before") or {}, training.get("after") or {}
     rows = []
     if b.get("task") and a.get("task"):
-        rows.append({"measure": f"task: {a['task']['metric'].replace('_', ' ')} ({a['task']['records']} held-out records)",
+        rows.append({"measure": f"task: {METRIC_NAMES.get(a['task']['metric'], a['task']['metric'])} ({a['task']['records']} held-out records)",
                      "before": b["task"]["score"], "after": a["task"]["score"]})  # fmt: skip
         if "label_in_answer" in a["task"]:
             rows.append({"measure": "task: label named in the answer", "before": b["task"].get("label_in_answer"),
@@ -240,7 +256,39 @@ def _training_rows(training: dict[str, Any]) -> list[dict[str, Any]]:
     if b.get("preferences") and a.get("preferences"):
         rows.append({"measure": "held-out pairs: chosen over rejected", "before": b["preferences"]["chosen_over_rejected"],
                      "after": a["preferences"]["chosen_over_rejected"]})  # fmt: skip
+    if b.get("style") and a.get("style"):
+        n = a["style"]["generations"]
+        rows.append(
+            {
+                "measure": f"style: gendered terms per 100 generated words ({n} held-out prompts)",
+                "before": b["style"]["gendered_per_100_words"],
+                "after": a["style"]["gendered_per_100_words"],
+            }
+        )
+        rows.append(
+            {
+                "measure": "style: answers with any gendered term",
+                "before": b["style"]["with_gendered_terms"],
+                "after": a["style"]["with_gendered_terms"],
+            }
+        )
+        cb, ca = b["style"].get("counterfactual"), a["style"].get("counterfactual")
+        if cb and ca:
+            rows.append({"measure": f"counterfactual: same answer with gendered words swapped ({ca['pairs']} pairs)",
+                         "before": cb["identical"], "after": ca["identical"]})  # fmt: skip
     return rows
+
+
+def _loss_curve(training: dict[str, Any]) -> list[list[float]]:
+    """The loss curve; phases run one after another on one step axis."""
+    if not training.get("phases"):
+        return training.get("loss_curve") or []
+    curve, offset = [], 0
+    for p in training["phases"]:
+        points = p.get("loss_curve") or []
+        curve += [[offset + step, loss] for step, loss in points]
+        offset += p.get("steps") or (points[-1][0] if points else 0)
+    return curve
 
 
 # -- plots (matplotlib -> inline SVG) -----------------------------------------------------------
@@ -391,7 +439,7 @@ def _markdown(ctx: dict[str, Any]) -> str:
         lines += ["", "PII removed: " + ", ".join(f"{k} {v:,}" for k, v in sorted(s["pii_entities"].items()))]
     if s.get("training"):
         t = ctx["training"]
-        lines += ["", f"## Training ({t.get('method')}, {t.get('steps')} steps, {t.get('train_seconds')} s)", "",
+        lines += ["", f"## Training ({t['headline']})", "",
                   "| measure | before | after |", "| --- | ---: | ---: |"]  # fmt: skip
         lines += [f"| {r['measure']} | {r['before']} | {r['after']} |" for r in s["training"]]
         if (t.get("export") or {}).get("path"):
