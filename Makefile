@@ -41,6 +41,8 @@ bench: setup
 	$(PY) benchmarks/bench_rewrite.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_train_real.py
+	$(PY) -m pip install --quiet "trl>=1.16"   # only the benchmark's contender; curate does not import it
+	$(PY) benchmarks/bench_trl.py
 
 lint: setup
 	$(VENV)/bin/ruff check curate train tests benchmarks lexicons

@@ -410,9 +410,8 @@ def train_preferences(
     data = tokenize_preferences(
         preference_examples(train_df, cfg.template, tokenizer), tokenizer, cfg.max_length, cfg.truncation
     )
-    eval_rows = tokenize_preferences(
-        preference_examples(eval_df, cfg.template, tokenizer), tokenizer, cfg.max_length, cfg.truncation
-    ).rows
+    eval_triples = preference_examples(eval_df, cfg.template, tokenizer)
+    eval_rows = tokenize_preferences(eval_triples, tokenizer, cfg.max_length, cfg.truncation).rows
     if not data.rows:
         raise RecipeError(f"no preference pairs left after tokenizing ({data.counts})")
     model = load_model(cfg, tokenizer)
@@ -422,6 +421,14 @@ def train_preferences(
     if dry_run:
         return {"dry_run": True, **plan}
     before = evaluate_preferences(model, eval_rows, tokenizer.pad_token_id)
+    # the chosen answers as the task's references: does DPO keep (or improve) what the model writes?
+    task_pairs = [(p, c) for p, c, _ in eval_triples[: cfg.task_eval_max]]
+    kind = task_kind([c for _, c in task_pairs])
+
+    def task() -> dict | None:
+        return generation_eval(model, tokenizer, task_pairs, kind, cfg.max_new_tokens) if task_pairs else None
+
+    task_before = task()
     style = _style_measure(cfg, model, tokenizer, eval_df, log)
     style_before = style("before")
 
@@ -440,8 +447,8 @@ def train_preferences(
     report = {**plan, "train_loss": round(result.training_loss, 4), "steps": result.global_step,
               "train_seconds": round(seconds, 2), "processes": trainer.args.world_size,
               "loss_curve": [[h["step"], round(h["loss"], 4)] for h in trainer.state.log_history if "loss" in h],
-              "before": {"held_out": None, "replay": None, "preferences": before, "style": style_before},
-              "after": {"held_out": None, "replay": None, "preferences": after, "style": style("after")},
+              "before": {"held_out": None, "replay": None, "preferences": before, "task": task_before, "style": style_before},
+              "after": {"held_out": None, "replay": None, "preferences": after, "task": task(), "style": style("after")},
               "forgetting": None}  # fmt: skip
     from train.export import export
 
