@@ -244,3 +244,23 @@ def test_rewrite_conserves_records_across_workers(workdir: Path):
     assert all("they agree" in t for t in output("runs/t")["text"] if t != "plain")
     assert json.loads(Path("runs/t/stats.json").read_text())["records_out"] == 35
     assert pl.read_parquet(next(Path("runs/t/output").glob("*.parquet")))["original"][0].startswith("The chairman")
+
+
+def test_texts_without_a_trigger_skip_the_parse_and_the_output_is_unchanged():
+    """rewrite_many parses only texts where some entry or pronoun rule could apply; the rest come back
+    as they are. Same output as parsing everything, on the sample corpora (job posts, web pages,
+    general prose, tickets) and with a lexicon that matches by lemma (house_style)."""
+    import gzip
+
+    texts = [r["text"] for r in csv.DictReader(open(REPO / "data_samples" / "job_posts.csv", encoding="utf-8"))][:60]
+    texts += [json.loads(x)["content"] for x in gzip.open(REPO / "data_samples" / "web_scrape.jsonl.gz")][:100]
+    texts += [json.loads(x)["text"] for x in open(REPO / "data_samples" / "general_english.jsonl", encoding="utf-8")][:60]
+    texts += ["Each applicant must bring his own laptop.", "He utilised the tools.", "Someone left her keys."]
+    for lexicons in (("gender_neutral",), ("gender_neutral", "house_style")):
+        rw = build_rewriter(lexicons, True)
+        fast = rw.rewrite_many(texts)
+        assert fast == [rw.rewrite(t) for t in texts]
+        skipped = [t for t in texts if not rw.may_change(t)]
+        assert len(skipped) > len(texts) / 2  # most prose has nothing to rewrite
+        assert "Someone left her keys." not in skipped  # a generic antecedent: "her" may become "their"
+        assert ("He utilised the tools." in skipped) == ("house_style" not in lexicons)  # utilise -> use

@@ -8,6 +8,7 @@ byte, and a text with no match is returned unchanged.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +52,13 @@ PRONOUNS = {  # lowercase pronoun -> (neutral form, case)
     "herself": ("themselves", "refl"), "hers": ("theirs", "poss_pron"), "his": ("their", "poss"),
     "her": ("their", "poss"),  # or "them": decided by the parse
 }  # fmt: skip
+_LETTERS = re.compile(r"[^\W\d_]+")
+_PRONOUN_WORDS = frozenset(PRONOUNS)
+# words a generic antecedent can be: the person nouns, indefinite pronouns ("someone"), and any
+# word the lexicon rewrites (those are triggers already)
+_GENERIC_WORDS = frozenset(w for p in GENERIC_PERSONS for w in re.findall(r"[^\W\d_]+", p)) | frozenset(
+    "someone somebody anyone anybody everyone everybody nobody whoever".split()
+)
 AGREEMENT = {"is": "are", "was": "were", "has": "have", "does": "do", "'s": "'re", "’s": "’re", "am": "are"}
 
 
@@ -87,6 +95,35 @@ class Rewriter:
                 else:  # ANY: also inflected forms, matched by lemma (utilised -> used)
                     self._by_lemma[e.source.lower()] = e
         self._phrases.sort(key=lambda p: -len(p[0]))
+        self._triggers, self._stems = self._trigger_words()
+
+    def _trigger_words(self) -> tuple[frozenset[str], tuple[str, ...]]:
+        """Letter runs one of which a text must contain for any entry to match: every surface form a
+        token can match (first letter run of each), and, for entries matched by lemma, their stems
+        (utilis- for utilise: utilised, utilising) plus lemminflect's irregular forms."""
+        from lemminflect import getAllInflections
+
+        from spacy.lang.en.stop_words import STOP_WORDS
+
+        forms = set(self._single)
+        for tokens, _ in self._phrases:  # every token must be there: the longest non-stop word will do
+            forms.add(max(tokens, key=lambda t: (t not in STOP_WORDS and bool(_LETTERS.fullmatch(t)), len(t))))
+        stems = []
+        for lemma in self._by_lemma:
+            forms.add(lemma)
+            forms.update(f.lower() for fs in getAllInflections(lemma).values() for f in fs)
+            stems.append(lemma[:-1] if len(lemma) > 3 and lemma[-1] in "ey" else lemma)
+        words = {m.group(0) for f in forms if (m := _LETTERS.search(f.lower()))}
+        return frozenset(words), tuple(stems)
+
+    def may_change(self, text: str) -> bool:
+        """False only when no entry and no pronoun rule can apply: no lexicon form in the text, and
+        (with pronouns) no gendered pronoun with a possible generic antecedent. Such a text is
+        returned as it is without a parse (most text in a corpus: the parse is the stage's cost)."""
+        words = set(_LETTERS.findall(text.lower()))
+        if words & self._triggers or (self._stems and any(w.startswith(self._stems) for w in words)):
+            return True
+        return self.pronouns and bool(words & _PRONOUN_WORDS) and bool(words & _GENERIC_WORDS)
 
     @functools.cached_property
     def nlp(self) -> Any:
@@ -115,8 +152,8 @@ class Rewriter:
         return out, sorted(edits, key=lambda e: e.start)
 
     def rewrite_many(self, texts: list[str], batch_size: int = 64) -> list[tuple[str, list[Edit]]]:
-        short = [i for i, t in enumerate(texts) if len(t) <= CHUNK_CHARS]
-        out: list[Any] = [None] * len(texts)
+        out: list[Any] = [None if self.may_change(t) else (t, []) for t in texts]
+        short = [i for i, t in enumerate(texts) if out[i] is None and len(t) <= CHUNK_CHARS]
         for i, doc in zip(short, self.nlp.pipe((texts[i] for i in short), batch_size=batch_size)):
             out[i] = self.rewrite(texts[i], doc)
         for i, text in enumerate(texts):
@@ -130,7 +167,7 @@ class Rewriter:
         1 GB per 100k characters at once."""
         pieces, edits, offset = [], [], 0
         for chunk in split_text(text, CHUNK_CHARS):
-            new, chunk_edits = self.rewrite(chunk)
+            new, chunk_edits = self.rewrite(chunk) if self.may_change(chunk) else (chunk, [])
             pieces.append(new)
             edits += [Edit(e.start + offset, e.end + offset, e.new, e.rule, e.old) for e in chunk_edits]
             offset += len(chunk)
