@@ -119,7 +119,11 @@ def style(work: Path) -> dict:
         "dpo_preference_accuracy_before": dpo["before"]["preferences"]["chosen_over_rejected"],
         "dpo_preference_accuracy_after": dpo["after"]["preferences"]["chosen_over_rejected"],
         "dpo_held_out_pairs": dpo["after"]["preferences"]["pairs"],
-        "rewrite_rouge_l_sft": {"before": sft["before"]["task"]["score"], "after": sft["after"]["task"]["score"]},
+        "rewrite_rouge_l": {
+            "base": sft["before"]["task"]["score"],
+            "after_sft": sft["after"]["task"]["score"],
+            "after_dpo": (dpo["after"].get("task") or {}).get("score"),
+        },  # fmt: skip
         "steps": {"sft": sft["steps"], "dpo": dpo["steps"]},
         "train_seconds": {"sft": sft["train_seconds"], "dpo": dpo["train_seconds"]},
         "cli_seconds_all_in": seconds,

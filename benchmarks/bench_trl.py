@@ -78,7 +78,9 @@ def sft(model_path: str, run: Path, work: Path, contender: str, steps: int) -> d
     from train.run import _Rows, _training_args, evaluate_lm
 
     packed = contender.endswith("packed")
-    cfg = _cfg(model_path, run, work / contender, "chat", max_length=192, max_steps=steps, packing=packed)
+    # packed rows hold ~4 tickets of ~110 tokens; unpacked rows one ticket each
+    cfg = _cfg(model_path, run, work / contender, "chat", max_length=512 if packed else 192, max_steps=steps,
+               packing=packed)  # fmt: skip
     tok = AutoTokenizer.from_pretrained(cfg.model)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
