@@ -58,13 +58,9 @@ def run_recipe(work: Path, name: str, train_overrides: dict | None = None, suffi
     return json.loads((work / "runs" / name / "train.json").read_text()), round(time.perf_counter() - t0, 1)
 
 
-def _generation_row(t: dict, seconds: float) -> dict:
-    b, a = t["before"]["task"], t["after"]["task"]
+def _run_numbers(t: dict, seconds: float) -> dict:
+    """Forgetting, steps and speed of a recipe's training."""
     return {
-        "metric": a["metric"],
-        "records": a["records"],
-        "before": b["score"],
-        "after": a["score"],
         "general_text_perplexity_before": (t["before"].get("replay") or {}).get("perplexity"),
         "general_text_perplexity_after": (t["after"].get("replay") or {}).get("perplexity"),
         "forgetting_loss_rise": t.get("forgetting"),
@@ -72,8 +68,13 @@ def _generation_row(t: dict, seconds: float) -> dict:
         "train_seconds": t["train_seconds"],
         "train_tokens_per_s": t.get("train_tokens_per_s"),
         "cli_seconds_all_in": seconds,
-        "samples_after": a["samples"][:2],
     }
+
+
+def _generation_row(t: dict, seconds: float) -> dict:
+    b, a = t["before"]["task"], t["after"]["task"]
+    return {"metric": a["metric"], "records": a["records"], "before": b["score"], "after": a["score"],
+            **_run_numbers(t, seconds), "samples_after": a["samples"][:2]}  # fmt: skip
 
 
 def clinical(work: Path) -> dict:
@@ -147,13 +148,7 @@ def triage(work: Path, replay: bool = True) -> dict:
         "label_in_answer_after": a.get("label_in_answer"),
         "held_out_perplexity_before": t["before"]["held_out"]["perplexity"],
         "held_out_perplexity_after": t["after"]["held_out"]["perplexity"],
-        "general_text_perplexity_before": (t["before"].get("replay") or {}).get("perplexity"),
-        "general_text_perplexity_after": (t["after"].get("replay") or {}).get("perplexity"),
-        "forgetting_loss_rise": t.get("forgetting"),
-        "steps": t["steps"],
-        "train_seconds": t["train_seconds"],
-        "train_tokens_per_s": t.get("train_tokens_per_s"),
-        "cli_seconds_all_in": seconds,
+        **_run_numbers(t, seconds),
     }
 
 

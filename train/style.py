@@ -84,16 +84,10 @@ def _first_name_pairs() -> list[tuple[str, str]]:
     return [(m, f) for m, f in zip(male, female) if m not in common and f not in common]
 
 
-def _match_case(original: str, new: str) -> str:
-    if original.isupper() and len(original) > 1:
-        return new.upper()
-    if original[:1].isupper():
-        return new[:1].upper() + new[1:]
-    return new
-
-
 def gender_swap(text: str, lexicons: tuple[str, ...] = ("gender_neutral",)) -> str:
     """``text`` with every gendered word swapped for its counterpart (case kept)."""
+    from curate.rewrite.engine import _match_case
+
     pairs = swap_map(lexicons)
     both = {**pairs, **{f: m for m, f in pairs.items() if f != "her"}}
 
