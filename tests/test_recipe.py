@@ -109,10 +109,16 @@ def test_fingerprint_ignores_workers_but_not_stage_params():
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
 
 
-def test_shipped_recipes_are_valid():
+def test_shipped_recipes_are_valid(monkeypatch):
     root = Path(__file__).resolve().parent.parent / "pipelines"
     recipes = sorted(root.glob("*.yaml"))
     assert recipes
+    monkeypatch.delenv("CURATE_PII_SALT", raising=False)
+    with pytest.raises(
+        RecipeError, match="pseudonymize needs a secret salt: set the environment variable CURATE_PII_SALT"
+    ):
+        load_recipe(root / "clinical_hipaa.yaml")  # pseudonyms without a secret: stopped before any work
+    monkeypatch.setenv("CURATE_PII_SALT", "recipe-test")
     for path in recipes:
         assert load_recipe(path).stages
 
