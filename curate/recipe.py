@@ -263,7 +263,8 @@ def load_recipe(source: str | os.PathLike | dict[str, Any], overrides: dict[str,
             stages.append(built)
     _check_ranked_columns(stages, problems)
     if recipe.gate is not None:
-        names = [s.name for s in stages]
+        # the stages as written: one that failed to build is reported above, not again as missing
+        names = [str(e if isinstance(e, str) else e.get("stage")) for e in recipe.stages if isinstance(e, (str, dict))]
         for name in recipe.gate.max_stage_reject_rate:
             if name not in names:
                 problems.append(
@@ -385,8 +386,12 @@ def _error_lines(e: ValidationError, prefix: str, model: type[BaseModel]) -> lis
             lines.append(f"{loc}: required key is missing.")
         else:
             got = err.get("input")
-            shown = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
-            lines.append(f"{loc}: {err['msg']} (got {shown}).")
+            msg = err["msg"].removeprefix("Value error, ").rstrip(".")
+            if kind == "value_error" and isinstance(got, dict):
+                lines.append(f"{loc}: {msg}.")  # a check over the whole section: its input is the section
+            else:
+                shown = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
+                lines.append(f"{loc}: {msg} (got {shown}).")
     return lines
 
 

@@ -254,7 +254,9 @@ def test_texts_without_a_trigger_skip_the_parse_and_the_output_is_unchanged():
 
     texts = [r["text"] for r in csv.DictReader(open(REPO / "data_samples" / "job_posts.csv", encoding="utf-8"))][:60]
     texts += [json.loads(x)["content"] for x in gzip.open(REPO / "data_samples" / "web_scrape.jsonl.gz")][:100]
-    texts += [json.loads(x)["text"] for x in open(REPO / "data_samples" / "general_english.jsonl", encoding="utf-8")][:60]
+    texts += [json.loads(x)["text"] for x in open(REPO / "data_samples" / "general_english.jsonl", encoding="utf-8")][
+        :60
+    ]
     texts += ["Each applicant must bring his own laptop.", "He utilised the tools.", "Someone left her keys."]
     for lexicons in (("gender_neutral",), ("gender_neutral", "house_style")):
         rw = build_rewriter(lexicons, True)

@@ -102,7 +102,6 @@ class Rewriter:
         token can match (first letter run of each), and, for entries matched by lemma, their stems
         (utilis- for utilise: utilised, utilising) plus lemminflect's irregular forms."""
         from lemminflect import getAllInflections
-
         from spacy.lang.en.stop_words import STOP_WORDS
 
         forms = set(self._single)
