@@ -90,6 +90,23 @@ _FORMAT_COLUMNS = {
 }
 
 
+def chat_messages(raw: Any) -> list[dict[str, str]]:
+    """A record's messages (a list, or its JSON) as {role, content}; ShareGPT's from/value read too."""
+    msgs = json.loads(raw) if isinstance(raw, str) else raw
+    return [
+        {
+            "role": m.get("role", {"human": "user", "gpt": "assistant"}.get(m.get("from"), m.get("from"))),
+            "content": m.get("content", m.get("value")),
+        }
+        for m in msgs
+    ]
+
+
+def instruction_text(instruction: str, inp: str | None) -> str:
+    """The user turn of an instruction record: the instruction, then its input after a blank line."""
+    return instruction + (f"\n\n{inp}" if inp else "")
+
+
 def examples(df: pl.DataFrame, fmt: str, template: str, tokenizer: Any) -> list[tuple[str, str]]:
     need = _FORMAT_COLUMNS[fmt]
     missing = [c for c in need if c not in df.columns]
@@ -102,18 +119,11 @@ def examples(df: pl.DataFrame, fmt: str, template: str, tokenizer: Any) -> list[
     if fmt == "instruction":
         inputs = df["input"].to_list() if "input" in df.columns else [""] * len(df)
         for ins, inp, outp in zip(df["instruction"], inputs, df["output"]):
-            user = ins + (f"\n\n{inp}" if inp else "")
+            user = instruction_text(ins, inp)
             out.append(_render(template, tokenizer, [{"role": "user", "content": user}], outp, alpaca=(ins, inp)))
     elif fmt == "chat":
-        for msgs in df["messages"].to_list():
-            msgs = json.loads(msgs) if isinstance(msgs, str) else msgs
-            msgs = [
-                {
-                    "role": m.get("role", {"human": "user", "gpt": "assistant"}.get(m.get("from"), m.get("from"))),
-                    "content": m.get("content", m.get("value")),
-                }
-                for m in msgs
-            ]
+        for raw in df["messages"].to_list():
+            msgs = chat_messages(raw)
             if not msgs or msgs[-1]["role"] != "assistant":
                 raise RecipeError("chat records must end with an assistant message (run format.chat)")
             out.append(_render(template, tokenizer, msgs[:-1], msgs[-1]["content"]))

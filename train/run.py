@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -154,8 +155,7 @@ def train(cfg: TrainConfig, dry_run: bool = False, log: Any = print) -> dict[str
     task_pairs = eval_pairs[: cfg.task_eval_max]
     kind = task_kind(task_references + [c for _, c in eval_pairs])
 
-    def task() -> dict | None:
-        return generation_eval(model, tokenizer, task_pairs, kind, cfg.max_new_tokens) if task_pairs else None
+    task = functools.partial(generation_eval, model, tokenizer, task_pairs, kind, cfg.max_new_tokens)  # None if empty
 
     style = _style_measure(cfg, model, tokenizer, eval_df, log)
     before = {
@@ -425,8 +425,7 @@ def train_preferences(
     task_pairs = [(p, c) for p, c, _ in eval_triples[: cfg.task_eval_max]]
     kind = task_kind([c for _, c in task_pairs])
 
-    def task() -> dict | None:
-        return generation_eval(model, tokenizer, task_pairs, kind, cfg.max_new_tokens) if task_pairs else None
+    task = functools.partial(generation_eval, model, tokenizer, task_pairs, kind, cfg.max_new_tokens)  # None if empty
 
     task_before = task()
     style = _style_measure(cfg, model, tokenizer, eval_df, log)

@@ -104,19 +104,17 @@ def gender_swap(text: str, lexicons: tuple[str, ...] = ("gender_neutral",)) -> s
 
 def prompt_contexts(df: Any, fmt: str) -> list[list[dict[str, str]]]:
     """Each held-out record's prompt as chat messages (the assistant's answer left out)."""
-    import json
+    from train.data import chat_messages, instruction_text
 
     if fmt == "chat":
         out = []
-        for msgs in df["messages"].to_list():
-            msgs = json.loads(msgs) if isinstance(msgs, str) else msgs
-            msgs = [{"role": m.get("role", {"human": "user", "gpt": "assistant"}.get(m.get("from"), m.get("from"))),
-                     "content": m.get("content", m.get("value"))} for m in msgs]  # fmt: skip
+        for raw in df["messages"].to_list():
+            msgs = chat_messages(raw)
             out.append(msgs[:-1] if msgs and msgs[-1]["role"] == "assistant" else msgs)
         return out
     if fmt == "instruction":
         inputs = df["input"].to_list() if "input" in df.columns else [""] * len(df)
-        texts = [ins + (f"\n\n{inp}" if inp else "") for ins, inp in zip(df["instruction"].to_list(), inputs)]
+        texts = [instruction_text(ins, inp) for ins, inp in zip(df["instruction"].to_list(), inputs)]
     else:  # completion and preference records have a prompt
         texts = df["prompt"].to_list()
     return [[{"role": "user", "content": t}] for t in texts]

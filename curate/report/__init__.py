@@ -232,10 +232,10 @@ def _example_clusters(run_dir: Path, ingest_dir: str, dedup: dict, scrubber) -> 
 
 
 def _training_rows(training: dict[str, Any]) -> list[dict[str, Any]]:
-    from train.export import METRIC_NAMES
-
     """Before/after rows for the training section: the task, held-out and replay loss, preferences,
     the style measures. Phases (SFT then DPO) get a row group each, named by the phase."""
+    from train.export import METRIC_NAMES
+
     if training.get("phases"):
         return [
             {**r, "measure": f"{p['phase']}: {r['measure']}"}

@@ -56,7 +56,7 @@ _LETTERS = re.compile(r"[^\W\d_]+")
 _PRONOUN_WORDS = frozenset(PRONOUNS)
 # words a generic antecedent can be: the person nouns, indefinite pronouns ("someone"), and any
 # word the lexicon rewrites (those are triggers already)
-_GENERIC_WORDS = frozenset(w for p in GENERIC_PERSONS for w in re.findall(r"[^\W\d_]+", p)) | frozenset(
+_GENERIC_WORDS = frozenset(w for p in GENERIC_PERSONS for w in _LETTERS.findall(p)) | frozenset(
     "someone somebody anyone anybody everyone everybody nobody whoever".split()
 )
 AGREEMENT = {"is": "are", "was": "were", "has": "have", "does": "do", "'s": "'re", "’s": "’re", "am": "are"}
