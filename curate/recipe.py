@@ -61,6 +61,17 @@ class OutputSpec(BaseModel):
     """Codec of the final Parquet parts (output/ and the last stage's parts)."""
 
 
+class ReportSpec(BaseModel):
+    """``report:`` as a mapping (``report: true`` means all defaults)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, strict=True)
+
+    previews: Literal["masked", "scrubbed", "hidden"] = "masked"
+    """Text previews of rejects and duplicate clusters: `masked` blanks names, places, numbers and
+    uncommon words without a model (milliseconds); `scrubbed` runs the run's PII profile over them
+    (readable, loads spaCy + Presidio: seconds); `hidden` shows none."""
+
+
 class Recipe(BaseModel):
     """A whole recipe file."""
 
@@ -82,8 +93,9 @@ class Recipe(BaseModel):
     """Great Expectations checks on the final records (recipe key `validate:`; see curate/validate.py)."""
     gate: GateSpec | None = None
     """Thresholds the finished run must meet; a failure exits non-zero (see curate/gate.py)."""
-    report: bool = True
-    """Write report.html (+ report.md, report.json) at the end of the run."""
+    report: bool | ReportSpec = True
+    """Write report.html (+ report.md, report.json) at the end of the run; a mapping sets its options
+    (`report: {previews: scrubbed}`), false writes none."""
     train: dict[str, Any] | str | list[dict[str, Any] | str] | None = None
     """A train config (inline, or a path to its YAML), run after the gate passes; dataset defaults to this run.
     A list runs phases in order (SFT then DPO): a phase without `model:` starts from the previous

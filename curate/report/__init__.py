@@ -2,21 +2,25 @@
 
 Everything shown comes from the run directory (stats.json, manifest.json,
 parts, rejects, clusters, validation results), so the numbers are the run's
-own. Text previews (sample rejects, example clusters) are scrubbed with the
-run's PII profile (hipaa if the recipe had none) before they are shown:
-earlier stages hold raw text, the report must not.
+own. Text previews (sample rejects, example clusters) are masked before they
+are shown (names, places, numbers and uncommon words blanked without a model,
+curate/report/previews.py; or scrubbed with the run's PII profile by
+``report: {previews: scrubbed}``): earlier stages hold raw text, the report
+must not. Charts are inline SVG written directly (charts.py), no matplotlib.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from html import escape
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
+
+from curate.report import charts, previews
 
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "report.html.j2"
 PREVIEW_CHARS = 220
@@ -152,7 +156,21 @@ def _read_parts(folder: Path, columns: list[str] | None = None) -> pl.DataFrame:
 
 
 def _scrubber(manifest: dict[str, Any]) -> tuple[Any, str]:
-    """A function that makes text previews PII-safe, and a sentence saying how."""
+    """A function that makes text previews PII-safe, and a sentence saying how.
+
+    By the recipe's ``report: {previews: ...}``: ``masked`` (default) blanks every name, number and
+    rare word without loading a model (curate/report/previews.py); ``scrubbed`` runs the run's PII
+    profile (hipaa if the recipe had none) over them; ``hidden`` shows none."""
+    report = (manifest.get("recipe") or {}).get("report")
+    mode = report.get("previews", "masked") if isinstance(report, dict) else "masked"
+    if mode == "hidden":
+        return None, "Text previews are hidden (report: {previews: hidden})."
+    if mode == "masked":
+        return (
+            lambda texts: [previews.mask(t) for t in texts],
+            "Text previews are masked: names, places, numbers and uncommon words are blanked (▒▒, #) "
+            "without a PII model; `report: {previews: scrubbed}` runs the PII profile over them instead.",
+        )
     profile = next((s["params"]["profile"] for s in manifest.get("stages", []) if s["stage"] == "pii.scrub"), "hipaa")
     try:
         from curate.pii.engine import analyze, build_engine
@@ -291,107 +309,59 @@ def _loss_curve(training: dict[str, Any]) -> list[list[float]]:
     return curve
 
 
-# -- plots (matplotlib -> inline SVG) -----------------------------------------------------------
-
-
-def _svg(fig) -> str:
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    svg = buf.getvalue()
-    return svg[svg.index("<svg") :]
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none"})
-    return plt
+# -- charts (inline SVG, curate/report/charts.py) --------------------------------------------------
 
 
 def _loss_svg(curve: list[list[float]]) -> str | None:
-    if len(curve) < 2:
-        return None
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 2.4))
-    ax.plot([c[0] for c in curve], [c[1] for c in curve], marker=".", color="#3465a4")
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
-    return _svg(fig)
+    return charts.line([(c[0], c[1]) for c in curve], "step", "training loss")
 
 
 def _funnel_svg(stages: list[dict]) -> str | None:
     if not stages:
         return None
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(stages) + 0.8))
-    names = [s["stage"] for s in stages][::-1]
-    kept = [s["kept"] for s in stages][::-1]
-    rej = [s["rejected"] for s in stages][::-1]
-    ax.barh(names, kept, color="#3b7dd8", label="kept")
-    ax.barh(names, rej, left=kept, color="#e4572e", label="rejected")
-    for i, (k, r) in enumerate(zip(kept, rej)):
-        ax.text(k + r, i, f"  {k:,} kept, {r:,} rejected", va="center", fontsize=8)
-    ax.set_xlabel("records")
-    ax.set_xlim(0, max(s["in"] for s in stages) * 1.45 or 1)
-    ax.legend(loc="lower right", frameon=False)
-    return _svg(fig)
+    rows = [(s["stage"], [(s["kept"], charts.KEPT), (s["rejected"], charts.REJECTED)]) for s in stages]
+    return charts.hbars(
+        rows,
+        note=lambda segs: f"{segs[0][0]:,} kept, {segs[1][0]:,} rejected",
+        legend=[("kept", charts.KEPT), ("rejected", charts.REJECTED)],
+    )
 
 
 def _length_svg(before, after) -> str | None:
     if before is None or not len(before):
         return None
-    import numpy as np
-
-    plt = _plt()
     after = after if after is not None else np.array([])
-    fig, ax = plt.subplots(figsize=(7.5, 2.6))
-    top = max(before.max(initial=1), after.max(initial=1))
-    bins = np.logspace(0, np.log10(top + 1), 40)
-    ax.hist(before, bins=bins, alpha=0.55, color="#8a8a8a", label=f"ingested ({len(before):,})")
-    ax.hist(after, bins=bins, alpha=0.75, color="#3b7dd8", label=f"output ({len(after):,})")
-    ax.set_xscale("log")
-    ax.set_xlabel("characters per record")
-    ax.set_ylabel("records")
-    ax.legend(frameon=False)
-    return _svg(fig)
+    return charts.histogram(
+        [(before, charts.GREY, "ingested"), (after, charts.KEPT, "output")],
+        log_x=True,
+        bins=40,
+        xlabel="characters per record",
+    )
 
 
 def _quality_svgs(run_dir: Path, stages: list[dict], output: pl.DataFrame) -> list[str]:
-    quality = [s for s in stages if s["stage"] in ("quality.heuristics", "quality.instruction", "quality.language")]
-    if not quality:
-        return []
-    plt = _plt()
     svgs = []
-    for s in quality:
-        kept = _read_parts(run_dir / s["dir"])
-        rej_path = run_dir / "rejects" / f"{s['dir']}.parquet"
-        rej = pl.read_parquet(rej_path) if rej_path.exists() else pl.DataFrame()
-        cols = [c for c in kept.columns if c.startswith("q_") or c == "lang_confidence"]
+    for s in stages:
+        if s["stage"] not in ("quality.heuristics", "quality.instruction", "quality.language"):
+            continue
+        parts = sorted((run_dir / s["dir"]).glob("part-*.parquet"))
+        cols = [c for c in (pl.read_parquet_schema(parts[0]) if parts else {}) if c.startswith("q_") or c == "lang_confidence"]
         if not cols:
             continue
-        fig, axes = plt.subplots(1, len(cols), figsize=(min(2.2 * len(cols), 11), 1.9), squeeze=False)
-        for ax, col in zip(axes[0], cols):
-            ax.hist(
-                kept[col].drop_nulls().cast(pl.Float64).to_numpy(), bins=20, color="#3b7dd8", alpha=0.8, label="kept"
-            )
-            if len(rej) and col in rej.columns:
-                ax.hist(
-                    rej[col].drop_nulls().cast(pl.Float64).to_numpy(),
-                    bins=20,
-                    color="#e4572e",
-                    alpha=0.6,
-                    label="rejected",
-                )
-            ax.set_title(col.removeprefix("q_").replace("_", " "), fontsize=8)
-            ax.tick_params(labelsize=7)
-        axes[0][0].legend(frameon=False, fontsize=7)
-        svgs.append(f"<h4>{escape(s['stage'])}</h4>" + _svg(fig))
+        kept = _read_parts(run_dir / s["dir"], columns=cols)
+        rej_path = run_dir / "rejects" / f"{s['dir']}.parquet"
+        rej_cols = [c for c in pl.read_parquet_schema(rej_path) if c in cols] if rej_path.exists() else []
+        rej = pl.read_parquet(rej_path, columns=rej_cols) if rej_cols else pl.DataFrame()
+        charts_html = []
+        for col in cols:
+            series = [(kept[col].drop_nulls().cast(pl.Float64).to_numpy(), charts.KEPT, "kept")]
+            if col in rej.columns:
+                series.append((rej[col].drop_nulls().cast(pl.Float64).to_numpy(), charts.REJECTED, "rejected"))
+            svg = charts.histogram(series, bins=20, title=col.removeprefix("q_").replace("_", " "), width=300, height=150)
+            if svg:
+                charts_html.append(svg)
+        if charts_html:
+            svgs.append(f"<h4>{escape(s['stage'])}</h4>" + "".join(charts_html))
     return svgs
 
 
@@ -403,14 +373,7 @@ def _lang_svg(output: pl.DataFrame) -> str | None:
 
 
 def _bar_svg(counts: dict[str, int], title: str) -> str:
-    plt = _plt()
-    items = sorted(counts.items(), key=lambda kv: kv[1])
-    fig, ax = plt.subplots(figsize=(6.5, 0.28 * len(items) + 0.8))
-    ax.barh([k for k, _ in items], [v for _, v in items], color="#6c4fb3")
-    for i, (_, v) in enumerate(items):
-        ax.text(v, i, f" {v:,}", va="center", fontsize=8)
-    ax.set_title(title, fontsize=9)
-    return _svg(fig)
+    return charts.counts(counts, title)
 
 
 def _yaml(obj: Any) -> str:
