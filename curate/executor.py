@@ -297,6 +297,8 @@ def set_up(stage: Stage) -> Stage:
     leave them disabled).
     """
     key = _ready_key(stage)
+    if type(stage).setup is Stage.setup:  # nothing to load: no need to wait for another's set-up
+        return _READY.get(key) or _READY.setdefault(key, stage.model_copy())
     with _READY_LOCK:
         if key not in _READY:
             ready = stage.model_copy()

@@ -30,10 +30,12 @@ import contextlib
 import functools
 import hashlib
 import math
+import os
 import struct
 import sys
 import unicodedata
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Literal
 
 import numba as nb
@@ -75,8 +77,30 @@ def char_classes() -> np.ndarray:
 
     Separators: Unicode categories P* (punctuation), S* (symbols), Z*
     (separators), Cc (controls), Cf (format), and anything ``str.isspace()``.
-    Built from this Python's ``unicodedata`` once per process.
+    Built from this Python's ``unicodedata`` (0.25 s: 196k lookups), then kept
+    in the user's cache folder under the Unicode version, so later processes
+    read 196 kB instead; a missing or unwritable cache only costs the rebuild.
     """
+    cache = _cache_dir() / f"char_classes-{unicodedata.unidata_version}-{len(_STANDALONE_RANGES)}.npy"
+    with contextlib.suppress(OSError, ValueError):
+        table = np.load(cache)
+        if table.shape == (_TABLE_SIZE,) and table.dtype == np.uint8:
+            return table
+    table = _build_char_classes()
+    with contextlib.suppress(OSError):
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            np.save(fh, table)
+        os.replace(tmp, cache)  # atomic: a concurrent reader sees the old file or the whole new one
+    return table
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "curate"
+
+
+def _build_char_classes() -> np.ndarray:
     table = np.zeros(_TABLE_SIZE, np.uint8)
     for cp in range(_TABLE_SIZE):
         ch = chr(cp)

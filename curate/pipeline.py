@@ -23,6 +23,7 @@ import os
 import platform
 import shutil
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -47,17 +48,23 @@ from curate.executor import (
     keys_task,
     load_done,
     ready_here,
+    set_up,
     shard_task,
 )
 from curate.gate import GateFailed, evaluate, failure_message
 from curate.io import ByteRange, check_input, row_groups_of, scan_input, write_json, write_jsonl, write_parquet
 from curate.progress import Reporter, make_reporter
 from curate.recipe import Plan
-from curate.registry import BUILTIN_STAGE_MODULES, GlobalStage
+from curate.registry import BUILTIN_STAGE_MODULES, GlobalStage, Stage
 from curate.safety import check_removable, overlap, remove_owned
 
 SUCCESS = "_SUCCESS.json"
 _VERSIONED_PACKAGES = ("polars", "pyarrow", "pydantic", "ftfy", "xxhash", "datasets")
+
+
+# A one-file input up to this size is run in the main process without starting the pool first
+# (about 10k records of 400 bytes: one part at the default shard_size).
+SMALL_JOB_BYTES = 4 << 20
 
 
 class Runner:
@@ -156,8 +163,14 @@ class Runner:
     def _run(self, t0: float, preload: tuple[str, ...]) -> dict[str, Any]:
         with LocalExecutor(self.workers, self.recipe.plugins, preload) as ex:
             # the pool's processes start in the background (most of a second of imports and
-            # kernel loading, on another core) while this process fingerprints and plans the inputs
-            ex.start()
+            # kernel loading, on another core) while this process fingerprints and plans the inputs.
+            # Not for a small job: it runs in this process from start to end (one part), and a pool
+            # started for nothing costs the second core's second and the exit's wait for it.
+            small = self._small_job()
+            if not small:
+                ex.start()
+            else:  # this process will run the stages: load their resources while it reads the input
+                _set_up_in_background(self.plan.stages)
             manifest = self.prepare()
             dirs = self.plan.stage_dirs()
             self.reporter.run_start(self.recipe.name, self.run_dir, self.workers, manifest["resumed"])
@@ -229,6 +242,17 @@ class Runner:
         if validation is not None or gate is not None:
             write_json(stats, self.run_dir / "stats.json")
         return gate
+
+    def _small_job(self) -> bool:
+        """One input file of at most SMALL_JOB_BYTES: likely one part, so no pool is started up
+        front (LocalExecutor.map still starts it if the job turns out to have several parts)."""
+        if len(self.recipe.input) != 1:
+            return False
+        path = Path(self.recipe.input[0].path)
+        try:
+            return path.is_file() and path.stat().st_size <= SMALL_JOB_BYTES
+        except OSError:
+            return False
 
     def _ingest(self, ex: LocalExecutor, stage_dir: Path) -> list[str]:
         if (stage_dir / SUCCESS).exists():
@@ -466,6 +490,26 @@ class Runner:
                     shutil.copyfile(src, tmp / src.name)
         shutil.rmtree(out, ignore_errors=True)
         os.replace(tmp, out)
+
+
+def _set_up_in_background(stages: list[Stage]) -> None:
+    """Set up (executor.set_up) the stages that load something, in order, in a thread of this
+    process: compiled kernels, spaCy and Presidio load while the main thread ingests and runs the
+    stages before them. The main thread's own set_up() of a stage waits for this one's (a lock)
+    and then shares it. A set-up that fails here is left to fail again where the stage runs, so
+    its error is reported there, in the run's words."""
+    todo = [s for s in stages if type(s).setup is not Stage.setup]
+    if not todo:
+        return
+
+    def work() -> None:
+        for stage in todo:
+            try:
+                set_up(stage)
+            except Exception:  # noqa: BLE001 - reported by the stage's own task
+                return
+
+    threading.Thread(target=work, daemon=True, name="curate-setup").start()
 
 
 def _main_helps(ex: LocalExecutor, stage) -> Callable[[], bool]:
