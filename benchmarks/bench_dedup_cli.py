@@ -138,7 +138,10 @@ def bench(folder: Path, names: list[str], repeats: int, peers: str, work: Path) 
         median_run = sorted(stage_seconds, key=lambda s: s["_wall"])[len(stage_seconds) // 2]
         rows["curate"]["stage_seconds"] = {k: v for k, v in median_run.items() if k != "_wall"}
     meta = json.loads((folder / "meta.json").read_text())
-    return {"corpus": {k: meta[k] for k in ("docs", "variants", "mean_words", "base_by_source", "sha256")}, "rows": rows}
+    return {
+        "corpus": {k: meta[k] for k in ("docs", "variants", "mean_words", "base_by_source", "sha256")},
+        "rows": rows,
+    }
 
 
 def main() -> None:
@@ -146,7 +149,9 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=100_000)
     ap.add_argument("--small-docs", type=int, default=10_000)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--peers-python", help="a Python with datatrove and Data-Juicer (default: made in benchmarks/.venv-peers)")
+    ap.add_argument(
+        "--peers-python", help="a Python with datatrove and Data-Juicer (default: made in benchmarks/.venv-peers)"
+    )
     ap.add_argument("--only", default="curate,datasketch,rensa,rensa2,datatrove,datajuicer")
     args = ap.parse_args()
     names = args.only.split(",")

@@ -168,9 +168,7 @@ def clean_base(paras: list[str]) -> list[int]:
         ws[i], cur[i] = ws_shingles(p), curate_shingles(p)
         m = RMinHash(num_perm=128, seed=7)
         m.update([s.decode() for s in cur[i]] or [p])
-        near = any(
-            max(jaccard(ws[i], ws[j]), jaccard(cur[i], cur[j])) >= CLEAN_THRESHOLD for j in lsh.query(m)
-        )
+        near = any(max(jaccard(ws[i], ws[j]), jaccard(cur[i], cur[j])) >= CLEAN_THRESHOLD for j in lsh.query(m))
         if not near:
             lsh.insert(i, m)
             kept.append(i)

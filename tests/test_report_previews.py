@@ -45,8 +45,11 @@ def test_charts_are_well_formed_svg_with_the_numbers():
     svgs = [
         charts.hbars([("ingest", [(900, charts.KEPT), (100, charts.REJECTED)])], note=lambda s: f"{s[0][0]:,} kept"),
         charts.counts({"PERSON": 12, "EMAIL": 3}, "PII"),
-        charts.histogram([(np.array([1, 10, 100, 1000]), charts.GREY, "in"), (np.array([10, 100]), charts.KEPT, "out")],
-                         log_x=True, xlabel="characters"),  # fmt: skip
+        charts.histogram(
+            [(np.array([1, 10, 100, 1000]), charts.GREY, "in"), (np.array([10, 100]), charts.KEPT, "out")],
+            log_x=True,
+            xlabel="characters",
+        ),  # fmt: skip
         charts.line([(1, 2.5), (2, 1.5), (3, 1.0)], "step", "loss"),
     ]
     for svg in svgs:

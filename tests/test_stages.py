@@ -102,7 +102,9 @@ def test_exact_dedup_whitespace_runs_match_the_plain_pattern():
     from curate.stages.dedup import ExactDedup
 
     stage = ExactDedup()
-    pieces = st.lists(st.sampled_from(["a", "B", "é", " ", "  ", "\t", "\n", "\r\n", "\u00a0", "\u2003", " \t ", "x y"]))
+    pieces = st.lists(
+        st.sampled_from(["a", "B", "é", " ", "  ", "\t", "\n", "\r\n", "\u00a0", "\u2003", " \t ", "x y"])
+    )
 
     @settings(max_examples=300, deadline=None)
     @given(st.lists(pieces.map("".join), min_size=1, max_size=20))

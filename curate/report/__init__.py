@@ -345,7 +345,11 @@ def _quality_svgs(run_dir: Path, stages: list[dict], output: pl.DataFrame) -> li
         if s["stage"] not in ("quality.heuristics", "quality.instruction", "quality.language"):
             continue
         parts = sorted((run_dir / s["dir"]).glob("part-*.parquet"))
-        cols = [c for c in (pl.read_parquet_schema(parts[0]) if parts else {}) if c.startswith("q_") or c == "lang_confidence"]
+        cols = [
+            c
+            for c in (pl.read_parquet_schema(parts[0]) if parts else {})
+            if c.startswith("q_") or c == "lang_confidence"
+        ]
         if not cols:
             continue
         kept = _read_parts(run_dir / s["dir"], columns=cols)
@@ -357,7 +361,9 @@ def _quality_svgs(run_dir: Path, stages: list[dict], output: pl.DataFrame) -> li
             series = [(kept[col].drop_nulls().cast(pl.Float64).to_numpy(), charts.KEPT, "kept")]
             if col in rej.columns:
                 series.append((rej[col].drop_nulls().cast(pl.Float64).to_numpy(), charts.REJECTED, "rejected"))
-            svg = charts.histogram(series, bins=20, title=col.removeprefix("q_").replace("_", " "), width=300, height=150)
+            svg = charts.histogram(
+                series, bins=20, title=col.removeprefix("q_").replace("_", " "), width=300, height=150
+            )
             if svg:
                 charts_html.append(svg)
         if charts_html:

@@ -121,7 +121,9 @@ def histogram(
     return _svg(width, height, body, title)
 
 
-def line(points: list[tuple[float, float]], xlabel: str, ylabel: str, width: int = 520, height: int = 180) -> str | None:
+def line(
+    points: list[tuple[float, float]], xlabel: str, ylabel: str, width: int = 520, height: int = 180
+) -> str | None:
     """A line through (x, y) points with the axes' ranges labelled."""
     if len(points) < 2:
         return None

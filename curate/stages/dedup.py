@@ -21,7 +21,6 @@ from curate.errors import RecipeError
 from curate.io import binary_column, read_binary_column
 from curate.registry import Decisions, GlobalStage, stage
 
-
 # Every run of whitespace that is not already one ASCII space: the same result as r"\s+" -> " ",
 # 3.5x faster, as most runs are a single space and this pattern does not match them.
 _WHITESPACE_RUN = r" \s+|[^\S ]\s*"
