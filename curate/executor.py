@@ -70,6 +70,7 @@ class LocalExecutor:
         fn: Callable[..., dict[str, Any]],
         tasks: Iterable[tuple],
         main_helps: bool | Callable[[], bool] = True,
+        here: bool = False,
     ) -> Iterator[dict[str, Any]]:
         """Run ``fn(*args)`` for every task; yields results as they finish (not in task order).
 
@@ -86,12 +87,13 @@ class LocalExecutor:
         second for the compiled kernels, seconds for models, and the memory
         of one more copy). ``main_helps`` may be a callable, asked before each
         task the main process would take. A single task runs in the main
-        process either way.
+        process either way, and so do all with ``here`` (a stage that uses
+        every core itself, see Stage.own_threads).
         A feeder thread hands each pool process its next task the moment it
         finishes one, so neither side waits on the other.
         """
         tasks = list(tasks)
-        if self.workers <= 1 or len(tasks) <= 1:
+        if self.workers <= 1 or len(tasks) <= 1 or here:  # here: every task in this process
             for args in tasks:
                 yield fn(*args)
             return

@@ -175,7 +175,15 @@ class Runner:
             dirs = self.plan.stage_dirs()
             self.reporter.run_start(self.recipe.name, self.run_dir, self.workers, manifest["resumed"])
             parts = self._ingest(ex, self.run_dir / dirs[0])
+            gx_pending = self.recipe.validation is not None
             for stage, d, prev in zip(self.plan.stages, dirs[1:], dirs):
+                if gx_pending and not small and _pool_only(stage):
+                    # this process waits on the pool from here on: Great Expectations' 3-5 s import
+                    # fits in that wait, instead of coming after the stages
+                    from curate.validate import import_in_background
+
+                    import_in_background()
+                    gx_pending = False
                 stage_dir = self.run_dir / d
                 if isinstance(stage, GlobalStage):
                     self._global_stage(ex, stage, parts, self.run_dir / prev, stage_dir)
@@ -359,7 +367,7 @@ class Runner:
             self.reporter.advance(marker["in"])
         codec = self._compression(stage_dir)
         todo = [(stage, p, str(in_dir), str(stage_dir), codec) for p in parts if p not in done]
-        for marker in ex.map(task, todo, main_helps=main_helps):
+        for marker in ex.map(task, todo, main_helps=main_helps, here=type(stage).own_threads):
             done[marker["part"]] = marker
             self.reporter.advance(marker["in"])
         return done
@@ -490,6 +498,12 @@ class Runner:
                     shutil.copyfile(src, tmp / src.name)
         shutil.rmtree(out, ignore_errors=True)
         os.replace(tmp, out)
+
+
+def _pool_only(stage: Stage) -> bool:
+    """Whether the pool runs ``stage``'s tasks while this process mostly waits: it loads resources
+    (which this process does not, see _main_helps) and does not run here alone (own_threads)."""
+    return type(stage).setup is not Stage.setup and not type(stage).own_threads
 
 
 def _set_up_in_background(stages: list[Stage]) -> None:

@@ -88,6 +88,10 @@ class Stage(BaseModel):
     #: numeric columns the stage adds to every record it keeps (a later stage may rank by them,
     #: e.g. dedup.minhash's quality_field; the recipe is checked against them before work)
     numeric_columns: ClassVar[tuple[str, ...]] = ()
+    #: the stage spreads its own work over every core (a library with its own thread pool), and its
+    #: set-up is costly in time and memory: its tasks run one after another in the main process
+    #: only, so the set-up happens once, not once per pool process as well
+    own_threads: ClassVar[bool] = False
 
     def setup(self) -> None:
         """Load heavy resources. Called once per worker before the first batch."""

@@ -7,9 +7,11 @@ HTML to ``<run>/validation/data_docs/index.html``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +47,29 @@ class ValidateSpec(BaseModel):
     min_records: int | None = Field(default=None, ge=0)
 
 
-def run_validation(spec: ValidateSpec, output: pl.DataFrame, out_dir: Path) -> dict[str, Any]:
+def _import_gx() -> Any:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     import great_expectations as gx
+    import great_expectations.expectations  # noqa: F401
+
+    return gx
+
+
+def import_in_background() -> None:
+    """Import Great Expectations in a thread now (3-5 s: scipy, hundreds of pydantic models), while
+    the run's stages work, instead of after them. run_validation's own import then finds it done
+    (or waits for the import lock); a failure here is left to happen again there, and be reported."""
+
+    def work() -> None:
+        with contextlib.suppress(Exception):
+            _import_gx()
+
+    threading.Thread(target=work, daemon=True, name="curate-import-gx").start()
+
+
+def run_validation(spec: ValidateSpec, output: pl.DataFrame, out_dir: Path) -> dict[str, Any]:
+    gx = _import_gx()
     import great_expectations.expectations as gxe
 
     out_dir = out_dir.resolve()  # GX's filesystem store wants an absolute path

@@ -266,3 +266,22 @@ def test_texts_without_a_trigger_skip_the_parse_and_the_output_is_unchanged():
         assert len(skipped) > len(texts) / 2  # most prose has nothing to rewrite
         assert "Someone left her keys." not in skipped  # a generic antecedent: "her" may become "their"
         assert ("He utilised the tools." in skipped) == ("house_style" not in lexicons)  # utilise -> use
+
+
+def test_may_change_needs_every_word_of_a_phrase_and_a_near_antecedent():
+    """A phrase entry ("the common man") is only a candidate when all its words are there; a pronoun
+    only with a generic person word in its sentence or a few pieces before. The web sample then
+    needs no parse at all, and what the parse would do is unchanged (checked against rewrite())."""
+    import gzip
+
+    rw = build_rewriter(("gender_neutral",), True)
+    assert not rw.may_change("The most common questions are answered below.")
+    assert rw.may_change("It was written for the common man.")
+    far = "A user wrote to us. " + "The weather was fine. " * 8 + "He said so."
+    near = "A user wrote to us. The weather was fine. He said so."
+    assert not rw.may_change(far) and rw.may_change(near)
+    assert rw.rewrite(far)[0] == far  # the parse agrees: no antecedent within reach
+    assert rw.rewrite(near)[0] != near
+    web = [json.loads(x)["content"] for x in gzip.open(REPO / "data_samples" / "web_scrape.jsonl.gz")]
+    assert not any(rw.may_change(t) for t in web)
+    assert all(rw.rewrite(t)[0] == t for t in web[:80])

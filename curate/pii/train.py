@@ -391,7 +391,10 @@ def load_detector(name_or_path: str):
         return TokenClassifierDetector(path, meta)
     import spacy
 
-    return spacy.load(path)
+    from curate.nlp import light_imports
+
+    with light_imports():  # factory entry points (Presidio's) would import transformers and torch
+        return spacy.load(path)
 
 
 def detector_available(name_or_path: str) -> bool:

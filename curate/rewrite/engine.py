@@ -59,6 +59,12 @@ _PRONOUN_WORDS = frozenset(PRONOUNS)
 _GENERIC_WORDS = frozenset(w for p in GENERIC_PERSONS for w in _LETTERS.findall(p)) | frozenset(
     "someone somebody anyone anybody everyone everybody nobody whoever".split()
 )
+# may_change: a text is cut into pieces at sentence punctuation and line breaks; a pronoun needs a
+# generic person word in its piece or the PRONOUN_WINDOW before it. The parse looks back two
+# sentences; a sentence spans one piece or more, so six pieces leave room for sentences spaCy
+# joins across a ";" or an abbreviation's "." ("Dr. Smith").
+_PIECES = re.compile(r"[.!?;:]+(?=\s)|\n")
+PRONOUN_WINDOW = 6
 AGREEMENT = {"is": "are", "was": "were", "has": "have", "does": "do", "'s": "'re", "’s": "’re", "am": "are"}
 
 
@@ -96,17 +102,18 @@ class Rewriter:
                     self._by_lemma[e.source.lower()] = e
         self._phrases.sort(key=lambda p: -len(p[0]))
         self._triggers, self._stems = self._trigger_words()
+        # a phrase can only match a text holding every one of its words ("common" alone is in a
+        # third of web pages; "common man" in few)
+        self._phrase_words = [frozenset(w for t in tokens for w in _LETTERS.findall(t)) for tokens, _ in self._phrases]
 
     def _trigger_words(self) -> tuple[frozenset[str], tuple[str, ...]]:
-        """Letter runs one of which a text must contain for any entry to match: every surface form a
-        token can match (first letter run of each), and, for entries matched by lemma, their stems
-        (utilis- for utilise: utilised, utilising) plus lemminflect's irregular forms."""
+        """Letter runs one of which a text must contain for a one-word entry to match: every surface
+        form a token can match (first letter run of each), and, for entries matched by lemma, their
+        stems (utilis- for utilise: utilised, utilising) plus lemminflect's irregular forms.
+        Phrases are checked word by word (_phrase_words)."""
         from lemminflect import getAllInflections
-        from spacy.lang.en.stop_words import STOP_WORDS
 
         forms = set(self._single)
-        for tokens, _ in self._phrases:  # every token must be there: the longest non-stop word will do
-            forms.add(max(tokens, key=lambda t: (t not in STOP_WORDS and bool(_LETTERS.fullmatch(t)), len(t))))
         stems = []
         for lemma in self._by_lemma:
             forms.add(lemma)
@@ -117,12 +124,27 @@ class Rewriter:
 
     def may_change(self, text: str) -> bool:
         """False only when no entry and no pronoun rule can apply: no lexicon form in the text, and
-        (with pronouns) no gendered pronoun with a possible generic antecedent. Such a text is
-        returned as it is without a parse (most text in a corpus: the parse is the stage's cost)."""
-        words = set(_LETTERS.findall(text.lower()))
+        (with pronouns) no gendered pronoun with a possible generic antecedent near it. Such a text
+        is returned as it is without a parse (most text in a corpus: the parse is the stage's cost).
+
+        A pronoun's antecedent is looked for in its sentence and the two before (see
+        _refers_to_generic); here "near" is more generous, so no parse could find one farther
+        away: a generic person word in the pronoun's line-or-sentence piece or the
+        PRONOUN_WINDOW pieces before it (pieces end at . ! ? ; : and line breaks, so they are
+        never longer than spaCy's sentences)."""
+        low = text.lower()
+        words = set(_LETTERS.findall(low))
         if words & self._triggers or (self._stems and any(w.startswith(self._stems) for w in words)):
             return True
-        return self.pronouns and bool(words & _PRONOUN_WORDS) and bool(words & _GENERIC_WORDS)
+        if any(phrase <= words for phrase in self._phrase_words):
+            return True
+        if not (self.pronouns and words & _PRONOUN_WORDS and words & _GENERIC_WORDS):
+            return False
+        pieces = [set(_LETTERS.findall(p)) for p in _PIECES.split(low)]
+        generic = [bool(p & _GENERIC_WORDS) for p in pieces]
+        return any(
+            p & _PRONOUN_WORDS and any(generic[max(0, i - PRONOUN_WINDOW) : i + 1]) for i, p in enumerate(pieces)
+        )
 
     @functools.cached_property
     def nlp(self) -> Any:
@@ -430,11 +452,14 @@ def split_text(text: str, size: int) -> list[str]:
 
 @functools.lru_cache(maxsize=2)
 def load_nlp(model: str) -> Any:
-    from curate.nlp import import_spacy
+    from curate.nlp import import_spacy, light_imports
 
     spacy = import_spacy()
     try:
-        return spacy.load(model)
+        # spacy.load imports every package that registers a spaCy factory (Presidio's pulls in
+        # transformers and torch: 10 s when the train extra is installed); light_imports keeps them out
+        with light_imports():
+            return spacy.load(model)
     except OSError:
         from curate.errors import RecipeError
 

@@ -148,7 +148,10 @@ class PiiScrub(Stage):
         return out
 
     def setup(self) -> None:
-        from presidio_anonymizer import AnonymizerEngine
+        from curate.nlp import light_imports
+
+        with light_imports():  # first import here (no forkserver preload): without torch/transformers (6 s)
+            from presidio_anonymizer import AnonymizerEngine
 
         self._engine = build_engine(self.profile, self.spacy_model)
         self._anonymizer = AnonymizerEngine()
