@@ -34,6 +34,10 @@ test-fast: setup
 bench: setup
 	$(PY) benchmarks/bench_core.py
 	$(PY) benchmarks/bench_dedup.py
+	# curate dedup as users run it, on text from the OS packages' docs and PyPI, against datasketch,
+	# rensa, datatrove and Data-Juicer (the last two in benchmarks/.venv-peers, made on first use)
+	$(PY) benchmarks/bench_dedup_cli.py
+	$(PY) benchmarks/bench_demo.py
 	# presidio-evaluator: only its template file is read (benchmarks/pii_sets.py); --no-deps keeps
 	# pandas, scikit-learn and transformers' pins out of the environment
 	$(PY) -m pip install --quiet --no-deps presidio-evaluator==0.3.2

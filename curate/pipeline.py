@@ -47,6 +47,7 @@ from curate.executor import (
     ingest_task,
     keys_task,
     load_done,
+    process_memory,
     ready_here,
     set_up,
     shard_task,
@@ -479,6 +480,8 @@ class Runner:
         }
         if seconds is not None:
             stats["seconds"] = round(seconds, 3)
+        # this (main) process's peak so far; each stage's worker_peak_rss_mb has the pool's
+        stats["main_peak_rss_mb"] = process_memory()["peak_rss_mb"]
         write_json(stats, self.run_dir / "stats.json")
         return stats
 

@@ -93,13 +93,24 @@ class Recipe(BaseModel):
     """Great Expectations checks on the final records (recipe key `validate:`; see curate/validate.py)."""
     gate: GateSpec | None = None
     """Thresholds the finished run must meet; a failure exits non-zero (see curate/gate.py)."""
-    report: bool | ReportSpec = True
-    """Write report.html (+ report.md, report.json) at the end of the run; a mapping sets its options
-    (`report: {previews: scrubbed}`), false writes none."""
+    report: ReportSpec | None = ReportSpec()
+    """Write report.html (+ report.md, report.json) at the end of the run: `true` (the default), a
+    mapping of its options (`report: {previews: scrubbed}`), or `false` for none."""
     train: dict[str, Any] | str | list[dict[str, Any] | str] | None = None
     """A train config (inline, or a path to its YAML), run after the gate passes; dataset defaults to this run.
     A list runs phases in order (SFT then DPO): a phase without `model:` starts from the previous
     phase's model (LoRA adapters are merged into it for that)."""
+
+    @field_validator("report", mode="before")
+    @classmethod
+    def _report_flag(cls, v: Any) -> Any:
+        if v is True:
+            return {}
+        if v is False or v is None:
+            return None
+        if not isinstance(v, dict):
+            raise ValueError("expected true, false or a mapping such as {previews: masked}")
+        return v
 
     @field_validator("input", mode="before")
     @classmethod

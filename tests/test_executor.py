@@ -183,3 +183,23 @@ def test_the_main_process_leaves_stages_with_set_up_to_a_started_pool():
         assert helps()  # loaded here already
     with LocalExecutor(1, []) as ex:
         assert _main_helps(ex, heavy)()
+
+
+def test_a_small_job_starts_no_pool_and_a_stage_with_its_own_threads_runs_here(workdir):
+    """One input under SMALL_JOB_BYTES: every task in the main process, no pool started (its start
+    would cost more than the work). quality.language (lingua uses every core itself) runs its
+    tasks in the main process even when the pool runs the others."""
+    from curate.pipeline import SMALL_JOB_BYTES
+
+    rows = [{"text": f"This is record number {i} of a short English corpus about language."} for i in range(300)]
+    write_jsonl(workdir / "a.jsonl", rows)
+    assert (workdir / "a.jsonl").stat().st_size < SMALL_JOB_BYTES
+    stats = run({"input": ["a.jsonl"], "stages": ["dedup.minhash"], "run": {"workers": 2}})
+    assert stats["records_out"] == 300
+    assert all(s.get("worker_peak_rss_mb") is None for s in stats["stages"])  # no task ran in a pool
+    write_jsonl(workdir / "b.jsonl", rows[::-1])  # two inputs: not a small job, the pool starts
+    stages = ["quality.language", "normalize"]
+    recipe = {"input": ["a.jsonl", "b.jsonl"], "stages": stages, "run": {"workers": 2, "shard_size": 20}}
+    stats = run(recipe, force=True)
+    lang = next(s for s in stats["stages"] if s["stage"] == "quality.language")
+    assert lang["kept"] == 600 and lang.get("worker_peak_rss_mb") is None

@@ -57,3 +57,27 @@ def test_charts_are_well_formed_svg_with_the_numbers():
         assert root.tag.endswith("svg") and root.get("viewBox")
     assert "900 kept" in svgs[0] and ">PERSON<" in svgs[1] and "in (4)" in svgs[2] and "polyline" in svgs[3]
     assert charts.histogram([(np.array([]), charts.GREY, "in")]) is None and charts.line([(1, 1)], "x", "y") is None
+
+
+@pytest.mark.parametrize("previews", ["masked", "hidden"])
+def test_a_run_report_shows_rejects_masked_or_hidden(workdir, previews):
+    """A duplicate and a short record of a support log are rejected; the report shows why, never who."""
+    from tests.conftest import run, write_jsonl
+
+    body = "Maria Gonzalez called from 617-555-0199 about invoice 4471: the refund has not arrived yet."
+    write_jsonl(workdir / "in.jsonl", [{"text": body}, {"text": body}, {"text": "Hi Maria"}])
+    recipe = {
+        "input": ["in.jsonl"],
+        "stages": [{"stage": "filter.length", "min_words": 3}, "dedup.exact"],
+        "report": {"previews": previews},
+    }
+    run(recipe)
+    html = (workdir / "runs" / "t" / "report.html").read_text(encoding="utf-8")
+    samples = html.split("Sample rejects")[1]
+    assert "exact_duplicate" in samples and "too_short" in samples
+    for identifier in ("Maria", "Gonzalez", "617", "4471"):
+        assert identifier not in samples
+    if previews == "masked":
+        assert "the refund has not arrived yet" in samples and BLANK in samples
+    else:
+        assert "refund" not in samples and "(hidden)" in samples
