@@ -114,3 +114,27 @@ def test_exact_dedup_whitespace_runs_match_the_plain_pattern():
         assert stage._normalized(col).to_list() == plain.to_list()
 
     check()
+
+
+def test_every_batch_stage_takes_an_empty_part():
+    """A dedup stage can empty a whole part (a corpus of copies: 99 of 100 parts after dedup.exact);
+    the stages after it get a part with no rows and must pass it on, not fail on a typeless column."""
+    from curate.records import empty_batch
+    from curate.registry import BUILTIN_STAGES, GlobalStage, get_stage
+
+    params = {
+        "extract.regex": {"fields": {"year": r"(\d{4})"}},
+        "format.instruction": {"instruction": "Summarise", "output": "{text}"},
+        "format.completion": {"prompt": "{text}", "completion": "{text}"},
+    }
+    checked = []
+    for name in sorted(BUILTIN_STAGES):
+        cls = get_stage(name)
+        if issubclass(cls, GlobalStage):
+            continue
+        stage = cls(**params.get(name, {}))
+        stage.setup()
+        split = stage.process(empty_batch())
+        assert len(split.kept) == 0 and len(split.rejected) == 0, name
+        checked.append(name)
+    assert {"pii.scrub", "rewrite.lexicon", "format.chat", "extract.regex"} <= set(checked)

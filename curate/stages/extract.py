@@ -82,7 +82,7 @@ class ExtractRegex(Stage):
         out = batch.with_columns(*(pl.Series(k, v, dtype=pl.String) for k, v in values.items()))
         if not self.required:
             return Split(kept=out, rejected=out.clear(), counters={"no_match": sum(bool(m) for m in missing)})
-        bad = pl.Series([bool(m) for m in missing])
+        bad = pl.Series([bool(m) for m in missing], dtype=pl.Boolean)
         detail = pl.Series([f"no match for {', '.join(m)}" for m in missing if m], dtype=pl.String)
         rejected = with_reason(out.filter(bad), self.name, "no_match", pl.lit(detail))
         return Split(kept=out.filter(~bad), rejected=rejected)

@@ -96,7 +96,7 @@ def render(batch: pl.DataFrame, template: str) -> tuple[list[str | None], list[s
 
 def _split_on_problems(stage: Stage, batch: pl.DataFrame, built: dict[str, list], problems: list[str | None]) -> Split:
     out = batch.with_columns(*(pl.Series(k, v) for k, v in built.items()))
-    bad = pl.Series([p is not None for p in problems])
+    bad = pl.Series([p is not None for p in problems], dtype=pl.Boolean)
     reason = [("wrong_type" if p and "expected" in p else "missing_field") if p else None for p in problems]
     rejected = out.filter(bad).with_columns(
         pl.lit(stage.name).alias("stage"),
@@ -191,7 +191,7 @@ class ChatFormat(Stage):
         keys = ("role", "content") if self.style == "openai" else ("from", "value")
         dtype = pl.List(pl.Struct({k: pl.String for k in keys}))
         out = batch.with_columns(pl.Series("messages", written, dtype=dtype))
-        bad = pl.Series([p is not None for p in problems])
+        bad = pl.Series([p is not None for p in problems], dtype=pl.Boolean)
         rejected = out.filter(bad).with_columns(
             pl.lit(self.name).alias("stage"),
             pl.Series("reason", [p[0] if p else None for p in problems], dtype=pl.String).filter(bad),

@@ -70,7 +70,7 @@ class Normalize(Stage):
             fixes.append(("whitespace", new != text))
             text = new
 
-        changed = pl.Series([False] * len(batch)) if not fixes else text != batch["text"]
+        changed = pl.Series([False] * len(batch), dtype=pl.Boolean) if not fixes else text != batch["text"]
         labels = pl.concat_list([pl.when(mask).then(pl.lit(name)) for name, mask in fixes]) if fixes else None
         out = batch.with_columns(text.alias("text"))
         counters: dict[str, int] = {name: int(mask.sum()) for name, mask in fixes}

@@ -228,7 +228,7 @@ class PiiScrub(Stage):
             for j in pii_json
         ]
         out = append_audit(out, changed, pl.Series(summary, dtype=pl.String))
-        leaked = pl.Series([bool(x) for x in leaks])
+        leaked = pl.Series([bool(x) for x in leaks], dtype=pl.Boolean)  # typed: an empty part has no values
         if leaked.any() and self.leak_gate == "fail":
             first = leaks[leaked.arg_max()]
             raise PiiLeakError(

@@ -336,7 +336,7 @@ class InstructionChecks(Stage):
                     batch, self.name, "missing_field", f"no {missing} column: run format.instruction first"
                 ),
             )
-        inputs = batch["input"] if "input" in batch.columns else pl.Series([""] * len(batch))
+        inputs = batch["input"] if "input" in batch.columns else pl.Series([""] * len(batch), dtype=pl.String)
         outputs = batch["output"]
         copy = [_copy_ratio(i or "", o or "") for i, o in zip(inputs, outputs)]
         scored = batch.with_columns(
