@@ -175,3 +175,21 @@ def test_starting_the_cli_loads_no_stage_engine():
     assert out.strip() == "[]"
     res = CliRunner().invoke(main, ["scrub", "--help"])
     assert res.exit_code == 0 and "--profile" in res.output  # built on use
+
+
+def test_the_console_command_exits_with_the_cli_code_and_its_output_written(tmp_path):
+    """The `curate` script's quick exit (curate._entry) keeps the exit code, the messages and
+    every file the run wrote."""
+    import subprocess
+    import sys
+
+    entry = "import sys; sys.argv[0] = 'curate'; from curate._entry import main; sys.exit(main())"
+    write_jsonl(tmp_path / "a.jsonl", [{"text": f"record number {i} of a small corpus"} for i in range(50)])
+    ok = subprocess.run([sys.executable, "-c", entry, "dedup", "a.jsonl", "-o", "out"], cwd=tmp_path,
+                        capture_output=True, text=True)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads((tmp_path / "out" / "stats.json").read_text())["records_out"] == 50
+    assert (tmp_path / "out" / "report.html").read_text().rstrip().endswith("</html>")
+    bad = subprocess.run([sys.executable, "-c", entry, "run", "missing.yaml"], cwd=tmp_path, capture_output=True,
+                         text=True)  # fmt: skip
+    assert bad.returncode == 2 and "missing.yaml" in bad.stderr
