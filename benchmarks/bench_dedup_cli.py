@@ -32,17 +32,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import DATA, write_result  # noqa: E402
+from common import DATA, run_timed, write_result  # noqa: E402
 from dedup_contenders import kept_ids  # noqa: E402
 from outside_corpus import ensure  # noqa: E402
 
@@ -72,20 +70,7 @@ def command(name: str, corpus: Path, out: Path, peers: str) -> list[str]:
     return [py, str(HERE / "dedup_contenders.py"), name, str(corpus), str(out)]
 
 
-def timed(cmd: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS MB of the largest process in the tree)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    stderr = proc.stderr.read()  # type: ignore[union-attr]
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise RuntimeError(f"{cmd} failed ({proc.returncode}): {stderr.decode()[-2000:]}")
-    return wall, usage.ru_maxrss / 1024
-
-
-def score(removed: set[str], gold: list[dict], all_ids: list[str], key: str) -> dict:
+def score(removed: set[str], gold: list[dict], key: str) -> dict:
     partner = {g["source"]: g for g in gold} | {g["id"]: g for g in gold}
     tp = fp = fn = 0
     for g in gold:
@@ -112,7 +97,7 @@ def bench(folder: Path, names: list[str], repeats: int, peers: str, work: Path) 
         for name in names:
             out = work / name
             shutil.rmtree(out, ignore_errors=True)
-            wall, rss = timed(command(name, corpus, out, peers))
+            wall, rss = run_timed(command(name, corpus, out, peers))
             runs[name].append((wall, rss))
             print(f"  round {rnd + 1} {name:<11} {wall:7.2f} s {rss:7.0f} MB", flush=True)
             if name == "curate":
@@ -128,8 +113,8 @@ def bench(folder: Path, names: list[str], repeats: int, peers: str, work: Path) 
             "docs_per_s": round(len(all_ids) / statistics.median(walls)),
             "peak_rss_mb": round(max(r for _, r in runs[name])),
             "removed": len(removed),
-            "quality_ws_tokens": score(removed, gold, all_ids, "jaccard_ws"),
-            "quality_curate_tokens": score(removed, gold, all_ids, "jaccard_curate"),
+            "quality_ws_tokens": score(removed, gold, "jaccard_ws"),
+            "quality_curate_tokens": score(removed, gold, "jaccard_curate"),
         }
     if "curate" in rows:
         for name in names:

@@ -25,31 +25,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import DATA, write_result  # noqa: E402
+from common import DATA, run_timed, write_result  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CURATE = Path(sys.executable).parent / "curate"
-
-
-def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
-    """(wall seconds, peak RSS MB of the largest process in the tree: os.wait4's ru_maxrss)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    err = proc.stderr.read()  # type: ignore[union-attr]
-    _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status):
-        raise RuntimeError(f"{cmd} failed: {err.decode()[-3000:]}")
-    return time.perf_counter() - t0, usage.ru_maxrss / 1024
 
 
 def stage_table(run_dir: Path) -> dict:
@@ -69,7 +55,7 @@ def stage_table(run_dir: Path) -> dict:
 def demo(repeats: int) -> dict:
     walls, rss, tables = [], [], []
     for _ in range(repeats):
-        wall, peak = timed([str(CURATE), "run", "pipelines/demo.yaml", "--force"])
+        wall, peak = run_timed([str(CURATE), "run", "pipelines/demo.yaml", "--force"], cwd=REPO)
         walls.append(wall)
         rss.append(peak)
         tables.append((wall, stage_table(REPO / "runs" / "demo")))
@@ -107,7 +93,7 @@ def scale(records: int) -> dict:
     )
     recipe.write_text(yaml.safe_dump(spec, sort_keys=False))
     shutil.rmtree(DATA / "demo_scale_run", ignore_errors=True)
-    wall, peak = timed([str(CURATE), "run", str(recipe), "--force"])
+    wall, peak = run_timed([str(CURATE), "run", str(recipe), "--force"], cwd=REPO)
     table = stage_table(DATA / "demo_scale_run")
     workers = [s["worker_peak_rss_mb"] for s in table["stages"].values() if s["worker_peak_rss_mb"]]
     out = {

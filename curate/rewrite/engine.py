@@ -452,14 +452,10 @@ def split_text(text: str, size: int) -> list[str]:
 
 @functools.lru_cache(maxsize=2)
 def load_nlp(model: str) -> Any:
-    from curate.nlp import import_spacy, light_imports
+    from curate.nlp import load_spacy
 
-    spacy = import_spacy()
     try:
-        # spacy.load imports every package that registers a spaCy factory (Presidio's pulls in
-        # transformers and torch: 10 s when the train extra is installed); light_imports keeps them out
-        with light_imports():
-            return spacy.load(model)
+        return load_spacy(model)
     except OSError:
         from curate.errors import RecipeError
 
