@@ -95,15 +95,31 @@ def main(ctx: click.Context, quiet: bool, log_format: str) -> None:
 )
 @click.option("--run-dir", help="Write the run here instead of output.run_dir / runs/<name>.")
 @click.option("--dry-run", is_flag=True, help="Validate the recipe and inputs, print the plan, do no work.")
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    help="Where tasks run (default: recipe run.executor, else local). Same output either way.",
+)
+@click.option("--ray-address", help="Ray cluster to join with --executor ray (default: run.ray_address, $RAY_ADDRESS).")
 @click.pass_context
 @_handle_errors
-def run(ctx: click.Context, recipe: str, force: bool, workers: int | None, run_dir: str | None, dry_run: bool) -> None:
+def run(
+    ctx: click.Context,
+    recipe: str,
+    force: bool,
+    workers: int | None,
+    run_dir: str | None,
+    dry_run: bool,
+    executor: str | None,
+    ray_address: str | None,
+) -> None:
     """Run RECIPE (YAML). Re-running resumes an interrupted run where it stopped.
 
     \b
     Example:
       curate run pipelines/demo.yaml
       curate run pipelines/demo.yaml --force --workers 2
+      curate run pipelines/demo.yaml --executor ray          # a local Ray, or $RAY_ADDRESS's cluster
     """
     from curate.pipeline import Runner
     from curate.recipe import load_recipe
@@ -111,7 +127,9 @@ def run(ctx: click.Context, recipe: str, force: bool, workers: int | None, run_d
     plan = load_recipe(recipe)
     if run_dir:
         plan.recipe.output.run_dir = run_dir
-    runner = Runner(plan, force=force, workers=workers, reporter=_reporter(ctx))
+    runner = Runner(
+        plan, force=force, workers=workers, reporter=_reporter(ctx), executor=executor, ray_address=ray_address
+    )
     if dry_run:
         from curate.io import check_input
 

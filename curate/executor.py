@@ -16,6 +16,7 @@ import json
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import pickle
 import queue
 import sys
 import threading
@@ -39,6 +40,7 @@ REJECTS = "_rejects"
 KEYS = "_keys"
 DECISIONS = "_decisions.parquet"
 DECISIONS_STATS = "_decisions.json"
+PIECES = "_pieces"
 
 
 # ---------------------------------------------------------------------------
@@ -46,10 +48,18 @@ DECISIONS_STATS = "_decisions.json"
 
 
 class LocalExecutor:
-    """Runs task functions over a list of arguments; yields results as they finish."""
+    """Runs task functions over a list of arguments; yields results as they finish.
+
+    The interface every executor has (see curate.executor_ray.RayExecutor): ``map``, ``call``,
+    ``start``, ``pool_ready``, ``cpus`` (how many tasks run at once) and ``distributed``
+    (whether a global stage's decide phase is worth splitting into pieces across processes).
+    """
+
+    distributed = False
 
     def __init__(self, workers: int, plugins: list[str], preload: tuple[str, ...] = ()):
         self.workers = workers
+        self.cpus = workers
         self.plugins = plugins
         self.preload = preload
         self._pool: ProcessPoolExecutor | None = None
@@ -367,7 +377,12 @@ def process_memory() -> dict[str, Any]:
             peak = next((int(line.split()[1]) / 1024 for line in fh if line.startswith("VmHWM:")), None)
     except OSError:
         pass
-    return {"in_pool": multiprocessing.parent_process() is not None, "peak_rss_mb": peak and round(peak, 1)}
+    in_pool = IN_WORKER or multiprocessing.parent_process() is not None
+    return {"in_pool": in_pool, "peak_rss_mb": peak and round(peak, 1)}
+
+
+# Set in a worker process that is not the pool's (a Ray worker), for process_memory().
+IN_WORKER = False
 
 
 def _commit(stage_dir: Path, part: str, stats: ShardStats, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -443,8 +458,11 @@ def _finish(stage: Stage, part: str, out: Path, n_in: int, split: Split, t0: flo
     return _commit(out, part, stats)
 
 
-def keys_task(stage: GlobalStage, index: int, part: str, in_dir: str, stage_dir: str) -> dict[str, Any]:
-    """Phase 1 of a global stage: compact keys for one part, plus its stable order."""
+def keys_task(
+    stage: GlobalStage, index: int, part: str, in_dir: str, stage_dir: str, pieces: int = 1
+) -> dict[str, Any]:
+    """Phase 1 of a global stage: compact keys for one part, plus its stable order. With
+    ``pieces`` > 1 and a stage that shuffles (GlobalStage.shuffle), one file per piece."""
     t0 = time.perf_counter()
     batch = pl.read_parquet(Path(in_dir) / f"{part}.parquet")
     keys = set_up(stage).keys(batch)
@@ -456,29 +474,74 @@ def keys_task(stage: GlobalStage, index: int, part: str, in_dir: str, stage_dir:
     for col in [c for c, dtype in keys.schema.items() if dtype == pl.Binary]:
         keys = write_blobs(keys, col, out / f"{part}.{col}.bin")
     # scratch of hashes, which do not compress: lz4 gives up on them at memory speed
-    write_parquet(keys, out / f"{part}.parquet", compression="lz4")
+    piece_of = stage.shuffle(keys, pieces) if pieces > 1 else None
+    if piece_of is None:
+        write_parquet(keys, out / f"{part}.parquet", compression="lz4")
+    else:
+        by_piece = {
+            k[0]: f.drop("_piece")
+            for k, f in keys.with_columns(piece_of.alias("_piece")).partition_by("_piece", as_dict=True).items()
+        }
+        for k in range(pieces):  # every piece gets a file, empty or not
+            write_parquet(by_piece.get(k, keys.clear()), out / piece_file(part, k), compression="lz4")
     write_json(
         {"part": part, "rows": len(keys), "seconds": round(time.perf_counter() - t0, 4)}, out / DONE / f"{part}.json"
     )
     return {"part": part, "in": len(batch), **process_memory()}
 
 
-def decide_task(stage: GlobalStage, parts: list[str], in_dir: str, stage_dir: str) -> dict[str, Any]:
+def piece_file(part: str, piece: int) -> str:
+    """A shuffled key file: ``part``'s keys that belong to ``piece``."""
+    return f"{part}.s{piece:04d}.parquet"
+
+
+def _key_scan(stage_dir: Path, parts: list[str], piece: int | None = None) -> pl.LazyFrame:
+    """The keys of ``parts`` in stable order: the whole key files, or one piece's shuffled files."""
+    names = [f"{p}.parquet" if piece is None else piece_file(p, piece) for p in parts]
+    return pl.scan_parquet([stage_dir / KEYS / name for name in names])
+
+
+def decide_task(stage: GlobalStage, parts: list[str], in_dir: str, stage_dir: str, pieces: int = 1) -> dict[str, Any]:
     """Phase 2 of a global stage: decide over every part's keys; writes the decisions (rejects),
-    the stage's artifacts and ``_decisions.json`` (its stats and seconds), which it returns."""
+    the stage's artifacts and ``_decisions.json`` (its stats and seconds), which it returns.
+    With ``pieces`` > 1, combines the partial results piece_task wrote instead."""
     t0 = time.perf_counter()
     out = Path(stage_dir)
     decisions = Decisions(rejects=pl.DataFrame(schema={"id": pl.String, "reason": pl.String, "detail": pl.String}))
     if parts:
-        keys = pl.scan_parquet([out / KEYS / f"{p}.parquet" for p in parts])
+        shuffled = pieces > 1 and shuffles(stage)
+        keys = _key_scan(out, parts) if not shuffled else pl.concat([_key_scan(out, parts, k) for k in range(pieces)])
         records = pl.scan_parquet([Path(in_dir) / f"{p}.parquet" for p in parts])
-        decisions = set_up(stage).decide(keys, records)
+        if pieces > 1:
+            partials = [pickle.loads((out / PIECES / f"{k:04d}.pkl").read_bytes()) for k in range(pieces)]
+            decisions = set_up(stage).combine(keys, records, partials)
+        else:
+            decisions = set_up(stage).decide(keys, records)
     for name, frame in decisions.artifacts.items():
         write_parquet(frame, out / f"{name}.parquet")
     write_parquet(decisions.rejects, out / DECISIONS)
     result = {"stats": decisions.stats, "seconds": round(time.perf_counter() - t0, 4), **process_memory()}
     write_json(result, out / DECISIONS_STATS)
     return result
+
+
+def piece_task(stage: GlobalStage, parts: list[str], stage_dir: str, piece: int, pieces: int) -> dict[str, Any]:
+    """Phase 2 of a global stage, one of its pieces (a distributed executor runs them in
+    parallel, see GlobalStage.pieces): the partial result goes to ``_pieces/<piece>.pkl``."""
+    t0 = time.perf_counter()
+    out = Path(stage_dir)
+    keys = _key_scan(out, parts, piece if shuffles(stage) else None)
+    partial = set_up(stage).decide_piece(keys, piece, pieces)
+    path = out / PIECES / f"{piece:04d}.pkl"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(pickle.dumps(partial, protocol=pickle.HIGHEST_PROTOCOL))
+    os.replace(tmp, path)
+    return {"piece": piece, "seconds": round(time.perf_counter() - t0, 4), **process_memory()}
+
+
+def shuffles(stage: GlobalStage) -> bool:
+    """Whether the stage's pieces are sets of rows, written to files of their own by the keys task."""
+    return type(stage).shuffle is not GlobalStage.shuffle
 
 
 def apply_task(stage: GlobalStage, part: str, in_dir: str, stage_dir: str, compression: str = "zstd") -> dict[str, Any]:

@@ -40,6 +40,7 @@ from curate.executor import (
     DECISIONS_STATS,
     DONE,
     KEYS,
+    PIECES,
     REJECTS,
     LocalExecutor,
     apply_task,
@@ -48,6 +49,7 @@ from curate.executor import (
     keys_task,
     load_done,
     loads_something,
+    piece_task,
     process_memory,
     ready_here,
     set_up,
@@ -73,13 +75,22 @@ class Runner:
     """Executes a :class:`Plan` into its run directory."""
 
     def __init__(
-        self, plan: Plan, *, force: bool = False, workers: int | None = None, reporter: Reporter | None = None
+        self,
+        plan: Plan,
+        *,
+        force: bool = False,
+        workers: int | None = None,
+        reporter: Reporter | None = None,
+        executor: str | None = None,
+        ray_address: str | None = None,
     ):
         self.plan = plan
         self.recipe = plan.recipe
         self.run_dir = self.recipe.run_dir
         self.force = force
         self.workers = workers or self.recipe.run.workers or os.cpu_count() or 1
+        self.executor = executor or self.recipe.run.executor
+        self.ray_address = ray_address or self.recipe.run.ray_address
         self.reporter = reporter or make_reporter("quiet")
         self.stage_stats: list[dict[str, Any]] = []
         self._ranges: dict[str, list[ByteRange] | None] = {}  # byte ranges of each input, by path
@@ -89,6 +100,11 @@ class Runner:
     def check(self) -> None:
         """Fail fast, before any process starts: inputs missing, unreadable or without the
         fields the recipe names, or a run directory that holds another recipe's run."""
+        if self.executor == "ray":
+            from curate.executor_ray import check_address, check_available, resolve_address
+
+            check_available()
+            check_address(resolve_address(self.ray_address))
         labels = [spec.path for spec in self.recipe.input]
         dupes = {label for label in labels if labels.count(label) > 1}
         if dupes:
@@ -163,19 +179,21 @@ class Runner:
             return self._run(t0, preload)
 
     def _run(self, t0: float, preload: tuple[str, ...]) -> dict[str, Any]:
-        with LocalExecutor(self.workers, self.recipe.plugins, preload) as ex:
+        with self._executor(preload) as ex:
             # the pool's processes start in the background (most of a second of imports and
             # kernel loading, on another core) while this process fingerprints and plans the inputs.
             # Not for a small job: it runs in this process from start to end (one part), and a pool
             # started for nothing costs the second core's second and the exit's wait for it.
-            small = self._small_job()
+            small = self._small_job() and not ex.distributed
             if not small:
                 ex.start()
             else:  # this process will run the stages: load their resources while it reads the input
                 _set_up_in_background(self.plan.stages)
             manifest = self.prepare()
             dirs = self.plan.stage_dirs()
-            self.reporter.run_start(self.recipe.name, self.run_dir, self.workers, manifest["resumed"])
+            self.reporter.run_start(self.recipe.name, self.run_dir, ex.cpus, manifest["resumed"])
+            if ex.distributed:
+                self.reporter.message(f"executor: Ray ({ex.cpus} CPUs in the cluster)")
             parts = self._ingest(ex, self.run_dir / dirs[0])
             gx_pending = self.recipe.validation is not None
             for stage, d, prev in zip(self.plan.stages, dirs[1:], dirs):
@@ -204,6 +222,13 @@ class Runner:
         if self.recipe.train is not None:  # only ever after the gate passed
             stats["train"] = self._train()
         return stats
+
+    def _executor(self, preload: tuple[str, ...]) -> Any:
+        if self.executor == "ray":
+            from curate.executor_ray import RayExecutor
+
+            return RayExecutor(self.workers, self.recipe.plugins, self.ray_address)
+        return LocalExecutor(self.workers, self.recipe.plugins, preload)
 
     def _train(self) -> dict[str, Any]:
         from curate.recipe import train_configs
@@ -324,9 +349,10 @@ class Runner:
         keys_dir = stage_dir / KEYS
         (keys_dir / DONE).mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
+        pieces = _pieces(ex, stage, keys_dir)
         self.reporter.stage_start(stage.name, total=self._expected_in(), phase="keys")
         keyed = set(load_done(keys_dir))
-        todo = [(stage, i, p, str(in_dir), str(stage_dir)) for i, p in enumerate(parts) if p not in keyed]
+        todo = [(stage, i, p, str(in_dir), str(stage_dir), pieces) for i, p in enumerate(parts) if p not in keyed]
         keyed_now = []
         for marker in ex.map(keys_task, todo, main_helps=_main_helps(ex, stage)):
             keyed_now.append(marker)
@@ -336,8 +362,16 @@ class Runner:
         decide_stats_path = stage_dir / DECISIONS_STATS
         if decide_stats_path.exists():
             global_stats = json.loads(decide_stats_path.read_text())
-        else:  # in the pool, where the stage's resources are loaded, unless set up here already
-            global_stats = ex.call(decide_task, stage, parts, str(in_dir), str(stage_dir), here=ready_here(stage))
+        else:
+            if pieces > 1:  # the pieces in parallel (those a killed run finished are not redone), then combine
+                (stage_dir / PIECES).mkdir(exist_ok=True)
+                have = {int(p.stem) for p in (stage_dir / PIECES).glob("*.pkl")}
+                todo = [(stage, parts, str(stage_dir), k, pieces) for k in range(pieces) if k not in have]
+                keyed_now.extend(ex.map(piece_task, todo, main_helps=_main_helps(ex, stage)))
+            # in the pool, where the stage's resources are loaded, unless set up here already
+            global_stats = ex.call(
+                decide_task, stage, parts, str(in_dir), str(stage_dir), pieces, here=ready_here(stage)
+            )
 
         t_apply = time.perf_counter()
         self.reporter.stage_start(stage.name, total=self._expected_in(), phase="apply")
@@ -477,6 +511,7 @@ class Runner:
             "records_out": stages[-1]["kept"] if stages else 0,
             "rejected": sum(s["rejected"] for s in stages),
             "conservation": "ok",
+            "executor": self.executor,
             "stages": stages,
         }
         if seconds is not None:
@@ -541,6 +576,19 @@ def _main_helps(ex: LocalExecutor, stage) -> Callable[[], bool]:
     return lambda: ready_here(stage) or not ex.pool_ready()
 
 
+def _pieces(ex: Any, stage: GlobalStage, keys_dir: Path) -> int:
+    """Into how many pieces the stage's global phase splits (GlobalStage.pieces): 1 under the
+    local executor, the stage's choice for the cluster's size under a distributed one. Kept in
+    ``_keys/_pieces.json`` from the first attempt on, because the key files' layout depends on
+    it: a resume, under either executor, goes on with the same number."""
+    path = keys_dir / "_pieces.json"
+    if path.exists():
+        return int(json.loads(path.read_text())["pieces"])
+    pieces = stage.pieces(ex.cpus) if ex.distributed else 1
+    write_json({"pieces": pieces}, path)
+    return pieces
+
+
 def _worker_peak(results: Iterable[dict]) -> float | None:
     """The largest peak resident memory a pool process reported for the stage's tasks (MB)."""
     peaks = [r["peak_rss_mb"] for r in results if r.get("in_pool") and r.get("peak_rss_mb") is not None]
@@ -549,7 +597,7 @@ def _worker_peak(results: Iterable[dict]) -> float | None:
 
 def _remove_scratch(stage_dir: Path) -> None:
     """Per-shard markers, rejects and keys are only needed until the stage is closed."""
-    for scratch in (REJECTS, DONE, KEYS):
+    for scratch in (REJECTS, DONE, KEYS, PIECES):
         shutil.rmtree(stage_dir / scratch, ignore_errors=True)
 
 
@@ -573,6 +621,24 @@ def read_stats(run_dir: str | os.PathLike) -> dict[str, Any]:
     if not path.exists():
         raise InputError(f"'{run_dir}' is not a run directory (no stats.json). Run `curate run RECIPE` first.")
     return json.loads(path.read_text())
+
+
+def compare_runs(a: str | os.PathLike, b: str | os.PathLike) -> list[str]:
+    """How two finished runs of one recipe differ in what they produced: every Parquet file (stage
+    parts, rejects, clusters, decisions, output) byte for byte, and each stage's counts. Empty
+    when they are the same (e.g. the local and the Ray executor's runs)."""
+    a, b = Path(a), Path(b)
+    files_a = {p.relative_to(a).as_posix() for p in a.rglob("*.parquet")}
+    files_b = {p.relative_to(b).as_posix() for p in b.rglob("*.parquet")}
+    diffs = [f"only in {a}: {f}" for f in sorted(files_a - files_b)]
+    diffs += [f"only in {b}: {f}" for f in sorted(files_b - files_a)]
+    diffs += [f"differs: {f}" for f in sorted(files_a & files_b) if (a / f).read_bytes() != (b / f).read_bytes()]
+    keys = ("stage", "in", "kept", "rejected", "rejected_by_reason", "modified", "counters", "global")
+    counts_a, counts_b = ([{k: s.get(k) for k in keys} for s in read_stats(r)["stages"]] for r in (a, b))
+    diffs += [f"stats of {x['stage']}: {x} != {y}" for x, y in zip(counts_a, counts_b) if x != y]
+    if len(counts_a) != len(counts_b):
+        diffs.append(f"stages: {len(counts_a)} != {len(counts_b)}")
+    return diffs
 
 
 @contextlib.contextmanager

@@ -44,10 +44,29 @@ class RunSettings(BaseModel):
     split_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     """Uncompressed JSONL files larger than this are read in parallel, in ranges of about this size
     (smaller ranges even out the end of ingest when the pool joins late; each costs a task)."""
+    executor: Literal["local", "ray"] = "local"
+    """Where the tasks run: `local` (a process pool on this machine) or `ray` (Ray tasks on the
+    cluster at ``ray_address``, or a local Ray with ``workers`` CPUs; needs `pip install
+    'curate[ray]'`). Same output either way, so a run may resume under the other."""
+    ray_address: str | None = None
+    """The Ray cluster to join (HOST:PORT or ray://HOST:PORT, as `ray start --head` prints);
+    default $RAY_ADDRESS, else a local Ray starts."""
     compression: Compression = "lz4"
     """Codec of the Parquet parts one stage hands to the next (the final parts use
     ``output.compression``). lz4 writes 3x faster than zstd at about half its ratio on text;
     zstd saves disk on large runs, uncompressed is fastest."""
+
+    @field_validator("executor")
+    @classmethod
+    def _ray_installed(cls, v: str) -> str:
+        if v == "ray":
+            from curate.executor_ray import check_available
+
+            try:
+                check_available()
+            except RecipeError as e:
+                raise ValueError(str(e).removeprefix("run.executor: ")) from None
+        return v
 
 
 class OutputSpec(BaseModel):

@@ -129,6 +129,31 @@ class GlobalStage(Stage):
     def decide(self, keys: pl.LazyFrame, records: pl.LazyFrame) -> Decisions:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    # -- the global phase in pieces, under a distributed executor (Ray) ----------------------
+    # Phase 2 then runs as ``pieces`` tasks of decide_piece() on any nodes, and one combine()
+    # over their compact results. A stage that does not split (the default) runs decide() whole,
+    # in one task, as under the local executor. Either way the decisions are the same.
+
+    def pieces(self, workers: int) -> int:
+        """Into how many independent pieces the global phase splits, given the executor's
+        worker count (1: it does not split)."""
+        return 1
+
+    def shuffle(self, keys: pl.DataFrame, pieces: int) -> pl.Series | None:
+        """The piece (0 .. pieces-1) each key row belongs to, for a stage whose pieces are sets
+        of rows (a hash partition): the keys task then writes every piece's rows to a file of its
+        own, and a piece reads only its rows, from every part (the shuffle). Stages whose pieces
+        are columns (MinHash bands) do not override it: a piece reads its columns of every key file."""
+        return None
+
+    def decide_piece(self, keys: pl.LazyFrame, piece: int, pieces: int) -> Any:  # pragma: no cover
+        """Phase 2 for one piece: a compact, picklable partial result (pairs, rejected ids)."""
+        raise NotImplementedError
+
+    def combine(self, keys: pl.LazyFrame, records: pl.LazyFrame, partials: list[Any]) -> Decisions:  # pragma: no cover
+        """The decisions from every piece's partial result (in piece order); must equal decide()'s."""
+        raise NotImplementedError
+
     def process(self, batch: pl.DataFrame) -> Split:
         raise TypeError(f"{self.name} is a global stage; the runner calls keys/decide/apply")
 

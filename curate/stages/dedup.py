@@ -57,8 +57,30 @@ class ExactDedup(GlobalStage):
         return pl.DataFrame({"id": batch["id"], "hash": pl.Series(hashes, dtype=pl.UInt64)})
 
     def decide(self, keys: pl.LazyFrame, records: pl.LazyFrame) -> Decisions:
+        rejects, groups = self._duplicates(keys)
+        return Decisions(rejects=rejects.drop("_order"), stats={"duplicate_groups": groups})
+
+    # Distributed: the keys are shuffled by hash, so every copy of a text is in one piece.
+    def pieces(self, workers: int) -> int:
+        return max(1, min(workers, 64))
+
+    def shuffle(self, keys: pl.DataFrame, pieces: int) -> pl.Series:
+        return (keys["hash"] % pieces).cast(pl.Int64)
+
+    def decide_piece(self, keys: pl.LazyFrame, piece: int, pieces: int) -> tuple[pl.DataFrame, int]:
+        return self._duplicates(keys)
+
+    def combine(self, keys: pl.LazyFrame, records: pl.LazyFrame, partials: list[Any]) -> Decisions:
+        rejects = pl.concat([r for r, _ in partials]).sort("_order").drop("_order")
+        return Decisions(rejects=rejects, stats={"duplicate_groups": sum(g for _, g in partials)})
+
+    @staticmethod
+    def _duplicates(keys: pl.LazyFrame) -> tuple[pl.DataFrame, int]:
+        """Rejects (with ``_order``) for every record whose hash an earlier record has, and the
+        number of hashes shared by 2+ records."""
         ranked = (
-            keys.collect()
+            keys.select("id", "hash", "_order")
+            .collect()
             .sort("_order")
             .with_columns(
                 pl.col("id").first().over("hash").alias("duplicate_of"),
@@ -71,9 +93,9 @@ class ExactDedup(GlobalStage):
             pl.lit("exact_duplicate").alias("reason"),
             (pl.lit("same normalized text as ") + pl.col("duplicate_of")).alias("detail"),
             "duplicate_of",
+            "_order",
         )
-        groups = ranked.filter(pl.col("group_size") > 1)["hash"].n_unique()
-        return Decisions(rejects=rejects, stats={"duplicate_groups": groups})
+        return rejects, ranked.filter(pl.col("group_size") > 1)["hash"].n_unique()
 
 
 @stage("dedup.minhash")
@@ -187,29 +209,76 @@ class MinHashDedup(GlobalStage):
         return pl.DataFrame(cols)
 
     def decide(self, keys: pl.LazyFrame, records: pl.LazyFrame) -> Decisions:
-        from curate import minhash
-
-        b, r = self.band_rows
-        base = keys.select(["_order", "id", "n_shingles"] + (["rank"] if self.keep != "first" else [])).collect()
+        base = self._base(keys)
         n = len(base)
-        if n and not base["_order"].is_sorted():
-            raise AssertionError("dedup.minhash: key files were not read in stable order")
-        band_cols = [f"band_{j:03d}" for j in range(b)]
-        spill = n * b * 8 > self.memory_budget_mb * 2**20
-        u, v = self._candidate_edges(keys, band_cols, (base["n_shingles"] > 0).to_numpy(), spill)
-        n_candidates = len(u)
-
+        band_cols = [f"band_{j:03d}" for j in range(self.band_rows[0])]
+        packed = self._candidate_edges(keys, band_cols, (base["n_shingles"] > 0).to_numpy(), n)
+        u, v = packed // max(n, 1), packed % max(n, 1)
         # Shingle hashes of every record in a candidate pair: for verification and for the
         # similarity reported with each rejected record. Only these records' hashes are read.
         nodes = np.unique(np.concatenate([u, v]))
         hashes, hash_off = self._shingle_hashes(keys, nodes)
-        local_u, local_v = np.searchsorted(nodes, u), np.searchsorted(nodes, v)
-        if self.verify == "exact" and n_candidates:
-            similar = _pair_jaccard(hashes, hash_off, local_u, local_v) >= self.threshold
-            u, v = u[similar], v[similar]
-        labels = minhash.connected_components(n, u, v) if n else np.zeros(0, np.int64)
+        if self.verify == "exact" and len(packed):
+            similar = _pair_jaccard(hashes, hash_off, np.searchsorted(nodes, u), np.searchsorted(nodes, v))
+            u, v = u[similar >= self.threshold], v[similar >= self.threshold]
+        return self._finish(keys, base, len(packed), u, v, (nodes, hashes, hash_off))
 
-        clusters = self._clusters(base, labels, nodes, hashes, hash_off)
+    # Distributed: a piece is a set of bands (bands are independent); it finds and verifies its
+    # bands' candidate pairs, reading only its band columns and its candidates' shingles.
+    def pieces(self, workers: int) -> int:
+        return max(1, min(workers, self.band_rows[0]))
+
+    def decide_piece(self, keys: pl.LazyFrame, piece: int, pieces: int) -> tuple[np.ndarray, np.ndarray]:
+        """This piece's candidate pairs (packed as ``u * n + v``, unique) and whether each passed
+        verification."""
+        eligible = (keys.select("n_shingles").collect()["n_shingles"] > 0).to_numpy()
+        n = len(eligible)
+        band_cols = [f"band_{j:03d}" for j in range(self.band_rows[0]) if j % pieces == piece]
+        packed = self._candidate_edges(keys, band_cols, eligible, n)
+        passed = np.ones(len(packed), dtype=bool)
+        if self.verify == "exact" and len(packed):
+            u, v = packed // n, packed % n
+            nodes = np.unique(np.concatenate([u, v]))
+            hashes, hash_off = self._shingle_hashes(keys, nodes)
+            similar = _pair_jaccard(hashes, hash_off, np.searchsorted(nodes, u), np.searchsorted(nodes, v))
+            passed = similar >= self.threshold
+        return packed, passed
+
+    def combine(self, keys: pl.LazyFrame, records: pl.LazyFrame, partials: list[Any]) -> Decisions:
+        base = self._base(keys)
+        n = max(len(base), 1)
+        packed = np.concatenate([p for p, _ in partials]) if partials else np.zeros(0, np.int64)
+        passed = np.concatenate([ok for _, ok in partials]) if partials else np.zeros(0, bool)
+        packed, first = np.unique(packed, return_index=True)  # a pair found in several pieces' bands
+        passed = passed[first]
+        return self._finish(keys, base, len(packed), packed[passed] // n, packed[passed] % n, None)
+
+    def _base(self, keys: pl.LazyFrame) -> pl.DataFrame:
+        base = keys.select(["_order", "id", "n_shingles"] + (["rank"] if self.keep != "first" else [])).collect()
+        if len(base) and not base["_order"].is_sorted():
+            raise AssertionError("dedup.minhash: key files were not read in stable order")
+        return base
+
+    def _finish(
+        self,
+        keys: pl.LazyFrame,
+        base: pl.DataFrame,
+        n_candidates: int,
+        u: np.ndarray,
+        v: np.ndarray,
+        loaded: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    ) -> Decisions:
+        """Clusters, rejects and stats from the verified pairs ``u``-``v``. ``loaded``: shingle
+        hashes already read for a superset of the pairs' records (nodes, hashes, offsets)."""
+        from curate import minhash
+
+        b, r = self.band_rows
+        n = len(base)
+        labels = minhash.connected_components(n, u, v) if n else np.zeros(0, np.int64)
+        if loaded is None:
+            nodes = np.unique(np.concatenate([u, v]))
+            loaded = (nodes, *self._shingle_hashes(keys, nodes))
+        clusters = self._clusters(base, labels, *loaded)
         rejects = cluster_rejects(clusters, "near_duplicate", "near-duplicate of {} (Jaccard {})")
         near_duplicates = len(rejects)
         no_shingles = base.filter(pl.col("n_shingles") == 0)
@@ -232,32 +301,32 @@ class MinHashDedup(GlobalStage):
             "near_duplicates": near_duplicates,
             "cluster_size_histogram": _histogram(sizes),
             "no_shingles": len(no_shingles),
-            "band_passes": b if spill else 1,
+            "band_passes": b if self._spill(n, b) else 1,
         }
         return Decisions(rejects=rejects, stats=stats, artifacts={"clusters": clusters})
 
-    def _candidate_edges(
-        self, keys: pl.LazyFrame, band_cols: list[str], eligible: np.ndarray, spill: bool
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Star edges of every band bucket, deduplicated and sorted.
+    def _spill(self, n: int, bands: int) -> bool:
+        return n * bands * 8 > self.memory_budget_mb * 2**20
 
-        Under the memory budget all band columns are loaded at once; over it,
-        one column (one band) is read from the key files at a time.
+    def _candidate_edges(self, keys: pl.LazyFrame, band_cols: list[str], eligible: np.ndarray, n: int) -> np.ndarray:
+        """Star edges of every bucket of the bands ``band_cols``, packed as ``root * n + member``,
+        unique and sorted.
+
+        Under the memory budget all these band columns are loaded at once; over it, one column
+        (one band) is read from the key files at a time.
         """
         from curate import minhash
 
         nodes = np.flatnonzero(eligible).astype(np.int64)
-        if spill:
+        if self._spill(n, len(band_cols)):
             found = [minhash.bucket_edges(keys.select(c).collect()[c].to_numpy()[nodes], nodes) for c in band_cols]
         else:  # the kernel releases the GIL: bands are bucketed in parallel
             loaded = keys.select(band_cols).collect()
             with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
                 found = list(pool.map(lambda c: minhash.bucket_edges(loaded[c].to_numpy()[nodes], nodes), band_cols))
         if not found or not sum(len(e[0]) for e in found):
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        n = len(eligible)
-        packed = np.unique(np.concatenate([root * n + member for root, member in found]))
-        return packed // n, packed % n
+            return np.zeros(0, np.int64)
+        return np.unique(np.concatenate([root * n + member for root, member in found]))
 
     def _shingle_hashes(self, keys: pl.LazyFrame, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The shingle hashes of records ``nodes`` (row numbers), concatenated, and their offsets."""

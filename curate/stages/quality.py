@@ -236,7 +236,9 @@ class LanguageId(Stage):
     Rejects ``language`` (not in ``allowed``) and ``low_confidence``.
     """
 
-    version = "2"  # 2: lingua's low-accuracy models by default (accuracy: high is version 1's)
+    version = (
+        "3"  # 2: lingua's low-accuracy models by default (accuracy: high is version 1's); 3: confidence to 6 places
+    )
     preload = ("lingua",)
     numeric_columns = ("lang_confidence",)
     # lingua detects on every core itself (compute_..._in_parallel), and its models load in each
@@ -276,7 +278,9 @@ class LanguageId(Stage):
         for values in confidences:
             top = values[0] if values else None
             langs.append(top.language.iso_code_639_1.name.lower() if top else None)
-            confs.append(float(top.value) if top else 0.0)
+            # to 6 places: lingua's last bits differ between processes (summation order), and a
+            # run must write the same bytes wherever its tasks ran
+            confs.append(round(float(top.value), 6) if top else 0.0)
         scored = batch.with_columns(pl.Series("lang", langs, dtype=pl.String), pl.Series("lang_confidence", confs))
         # an unsure detection says so, rather than naming a language it is not sure of
         checks = [("low_confidence", pl.col("lang_confidence") < self.min_confidence)]
