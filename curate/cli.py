@@ -219,7 +219,9 @@ def _stage_params(stage_name: str) -> list[click.Parameter]:
     return list(reversed(holder.__click_params__))  # type: ignore[attr-defined]  # click stores them last-first
 
 
-_INPUT_KEYS = ("inputs", "run_dir", "fmt", "text_field", "id_field", "output_format", "force", "workers")
+_INPUT_KEYS = (
+    "inputs", "run_dir", "fmt", "text_field", "id_field", "output_format", "force", "workers", "executor", "ray_address"
+)  # fmt: skip
 
 
 def _key_values(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str] | None:
@@ -251,6 +253,8 @@ def _input_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             ),
             click.option("--force", is_flag=True, help="Delete an existing run directory first."),
             click.option("-w", "--workers", type=click.IntRange(min=1)),
+            click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True),
+            click.option("--ray-address", help="Ray cluster to join with --executor ray (default: $RAY_ADDRESS)."),
         ]
     ):
         fn = opt(fn)
@@ -269,6 +273,8 @@ def _run_stages(
     output_format: str,
     force: bool,
     workers: int | None,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> None:
     from curate.pipeline import Runner
     from curate.recipe import load_recipe
@@ -282,7 +288,9 @@ def _run_stages(
             "output": {"run_dir": run_dir, "format": output_format},
         }
     )
-    Runner(plan, force=force, workers=workers, reporter=_reporter(ctx)).run()
+    Runner(
+        plan, force=force, workers=workers, reporter=_reporter(ctx), executor=executor, ray_address=ray_address
+    ).run()
 
 
 @main.command()

@@ -100,6 +100,7 @@ class RayExecutor:
                     ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False)
                 else:  # a local Ray with the run's worker count; the object store only carries task results
                     ray.init(
+                        address="local",  # a new one, even where a Ray started by `ray start` runs
                         num_cpus=self.workers,
                         include_dashboard=False,
                         object_store_memory=256 << 20,

@@ -71,3 +71,48 @@ class CrashUnlessResumed(Stage):
         if os.path.exists(self.marker) and lines and min(lines) > self.after:
             raise RuntimeError("simulated crash")
         return Split(kept=batch, rejected=batch.clear())
+
+
+@stage("test.die_once")
+class DieOnce(Stage):
+    """Kill its own process (SIGKILL, as the OOM killer does) the first time it sees each of
+    ``parts`` batches: ``flags`` holds a file per batch it died on. Uppercases the text."""
+
+    flags: str
+    every: int = 3
+    """Die on every ``every``-th batch (by its first id's hash), once each."""
+
+    def process(self, batch: pl.DataFrame) -> Split:
+        import hashlib
+        import os
+        import signal
+        from pathlib import Path
+
+        first = batch["id"][0] if len(batch) else ""
+        digest = hashlib.sha1(first.encode()).hexdigest()[:12]
+        flag = Path(self.flags) / digest
+        if int(digest, 16) % self.every == 0 and not flag.exists():
+            flag.parent.mkdir(parents=True, exist_ok=True)
+            flag.write_text(first)
+            os.kill(os.getpid(), signal.SIGKILL)
+        out = batch.with_columns(pl.col("text").str.to_uppercase())
+        return Split(kept=out, rejected=out.clear(), modified=len(out))
+
+
+@stage("test.log_calls")
+class LogCalls(Stage):
+    """Append each batch's first id to ``log`` (one line per call, any process), sleep, keep all."""
+
+    log: str
+    seconds: float = 0.1
+
+    def process(self, batch: pl.DataFrame) -> Split:
+        import os
+
+        fd = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, f"{batch['id'][0] if len(batch) else ''}\n".encode())
+        finally:
+            os.close(fd)
+        time.sleep(self.seconds)
+        return Split(kept=batch, rejected=batch.clear())
