@@ -122,7 +122,7 @@ class RayExecutor:
 
     def _submit(self, fn: Callable[..., Any], args: tuple) -> Any:
         payload = pickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL)
-        return self._remote.remote(os.getcwd(), self.plugins, payload)
+        return self._remote.options(name=task_name(fn, args)).remote(os.getcwd(), self.plugins, payload)
 
     def map(
         self,
@@ -161,6 +161,20 @@ class RayExecutor:
 
     def pool_ready(self) -> bool:
         return True
+
+
+def task_name(fn: Callable[..., Any], args: tuple) -> str:
+    """What the dashboard calls a task: stage, phase and part, e.g. ``dedup.minhash keys part-0001-00002``."""
+    from curate.registry import Stage
+
+    phase = fn.__name__.removesuffix("_task")
+    stage = next((a.name for a in args if isinstance(a, Stage)), None)
+    if phase == "ingest":  # (spec, input label, task number, ...)
+        return f"ingest {args[1]} #{args[2]}"
+    where = next((a for a in args if isinstance(a, str) and a.startswith("part-")), None)
+    if phase == "piece":  # (stage, parts, stage_dir, piece, pieces)
+        where = f"{args[3] + 1}/{args[4]}"
+    return " ".join(x for x in (stage, phase, where) if x)
 
 
 def _get(ref: Any) -> Any:

@@ -231,3 +231,15 @@ def test_cli_executor_option(tmp_path: Path):
     assert "cannot reach the Ray cluster" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "runs").exists()
     shutil.rmtree(tmp_path / "runs", ignore_errors=True)
+
+
+def test_dashboard_task_names():
+    from curate.executor import decide_task, ingest_task, keys_task, piece_task, shard_task
+    from curate.executor_ray import task_name
+
+    st = MinHashDedup()
+    assert task_name(shard_task, (st, "part-0001-00002", "in", "out", "lz4")) == "dedup.minhash shard part-0001-00002"
+    assert task_name(keys_task, (st, 0, "part-0000-00001", "in", "out", 2)) == "dedup.minhash keys part-0000-00001"
+    assert task_name(piece_task, (st, ["part-0000-00000"], "out", 1, 2)) == "dedup.minhash piece 2/2"
+    assert task_name(decide_task, (st, ["part-0000-00000"], "in", "out", 2)) == "dedup.minhash decide"
+    assert task_name(ingest_task, ("{}", "corpus.jsonl", 3, "out", 1, 1, None, "lz4")) == "ingest corpus.jsonl #3"
