@@ -132,6 +132,8 @@ def run_sampled(cmd: list[str], cwd: str | Path | None = None, every: float = 0.
                 tree.update(children)
                 frontier.extend(children)
             for pid in tree & table.keys():
+                if not table[pid][2]:
+                    continue  # exiting (a zombie has no memory)
                 label = "main" if pid == proc.pid else table[pid][1]
                 peaks[label] = max(peaks.get(label, 0.0), round(table[pid][2], 1))
             stop.wait(every)

@@ -742,3 +742,73 @@ def inspect(run_dir: str, as_json: bool, show_rejects: int) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on (0.0.0.0 shares it).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="Port (the next free one when it is taken).")  # fmt: skip
+@click.option("--show-raw", is_flag=True, help="Show text from before pii.scrub unmasked (personal data).")
+@click.option("--reviewer", help="Name saved with each decision (default: your user name; the page can change it).")
+@click.option("--no-browser", is_flag=True, help="Print the URL only; do not open a browser.")
+@click.option("--export-pii-labels", type=click.Path(dir_okay=False),
+              help="Write identifiers reviewers marked as labelled JSONL for `curate pii train`, then exit.")  # fmt: skip
+@click.option("--export-allow-list", type=click.Path(dir_okay=False),
+              help="Write false detections reviewers marked as a PII profile (allow-list), then exit.")  # fmt: skip
+@_handle_errors
+def review(
+    run_dir: str,
+    host: str,
+    port: int,
+    show_raw: bool,
+    reviewer: str | None,
+    no_browser: bool,
+    export_pii_labels: str | None,
+    export_allow_list: str | None,
+) -> None:
+    """Review RUN_DIR in the browser: records, rejects, clusters, PII and rewrites; decide.
+
+    \b
+    Decisions (keep a rejected record, drop a kept one, mark a missed identifier or a false
+    detection, undo a rewrite) go to RUN_DIR/review/decisions.jsonl; the next `curate run` of
+    the recipe applies them and shows them in its report.
+    Example:
+      curate review runs/demo
+      curate review runs/demo --export-pii-labels labels.jsonl --export-allow-list reviewed.yaml
+    """
+    from curate.review.data import RunView
+    from curate.review.decisions import load_decisions
+
+    view = RunView(run_dir, show_raw=show_raw)
+    load_decisions(run_dir)  # a decisions file edited into nonsense: its line, before serving
+    if export_pii_labels or export_allow_list:
+        from curate.review import export
+
+        if export_pii_labels:
+            n = export.pii_labels(run_dir, export_pii_labels)
+            click.echo(f"wrote {export_pii_labels}: {n} records with marked identifiers (raw text: keep it private)")
+        if export_allow_list:
+            n = export.allow_list(run_dir, export_allow_list)
+            click.echo(f"wrote {export_allow_list}: {n} values reviewers marked as not personal data")
+        return
+    import webbrowser
+
+    from curate.review.server import bind
+
+    server, url, busy = bind(view, host, port, reviewer)
+    if busy:
+        click.echo(f"port {busy} is in use: serving on {server.server_address[1]}")
+    if view.in_progress:
+        click.echo("this run is still in progress: the review is read-only until it finishes")
+    if show_raw:
+        click.echo("--show-raw: the page shows text from before pii.scrub (personal data)")
+    click.echo(f"curate review: {url}\n(Ctrl-C stops it)")
+    if not no_browser:
+        webbrowser.open(url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -32,8 +32,9 @@ import polars as pl
 
 from curate.errors import ConservationError
 from curate.io import REJECT_SCHEMA, ByteRange, InputSpec, read_input, write_blobs, write_json, write_parquet
-from curate.records import with_reason
+from curate.records import REVIEW_COLUMN, append_audit, with_reason
 from curate.registry import Decisions, GlobalStage, Split, Stage
+from curate.review.decisions import StageReview
 
 DONE = "_done"
 REJECTS = "_rejects"
@@ -438,16 +439,63 @@ def ingest_task(
     return _commit(out, name, stats, {"parts": parts, "input": label})
 
 
-def shard_task(stage: Stage, part: str, in_dir: str, stage_dir: str, compression: str = "zstd") -> dict[str, Any]:
-    """Run a batch stage over one part."""
+def shard_task(
+    stage: Stage, part: str, in_dir: str, stage_dir: str, compression: str = "zstd", review: StageReview | None = None
+) -> dict[str, Any]:
+    """Run a batch stage over one part (``review``: reviewers' decisions the stage applies)."""
     t0 = time.perf_counter()
     batch = pl.read_parquet(Path(in_dir) / f"{part}.parquet")
-    split = set_up(stage).process(batch)
+    reviewed = review is not None and bool(review.records) and batch["id"].is_in(list(review.records)).any()
+    if reviewed:
+        decided = [json.dumps(review.records[i]) if i in review.records else None for i in batch["id"].to_list()]
+        split = set_up(stage).process(batch.with_columns(pl.Series(REVIEW_COLUMN, decided, dtype=pl.String)))
+        split.kept = split.kept.drop(REVIEW_COLUMN, strict=False)
+        split.rejected = split.rejected.drop(REVIEW_COLUMN, strict=False)
+    else:
+        split = set_up(stage).process(batch)
     _check_conservation(stage.name, part, len(batch), split)
-    return _finish(stage, part, Path(stage_dir), len(batch), split, t0, compression)
+    return _finish(stage, part, Path(stage_dir), len(batch), split, t0, compression, review)
 
 
-def _finish(stage: Stage, part: str, out: Path, n_in: int, split: Split, t0: float, compression: str) -> dict[str, Any]:
+def _apply_review(stage: Stage, split: Split, review: StageReview) -> Split:
+    """Reviewers' keep (a record this stage rejected goes on) and drop (the last stage rejects a
+    record with reason ``review_drop``); counted as review.kept / review.dropped."""
+    counters = dict(split.counters or {})
+    kept, rejected = split.kept, split.rejected
+    if review.keep and len(rejected):
+        back = rejected["id"].is_in(list(review.keep))
+        if back.any():
+            rows = rejected.filter(back)
+            why = pl.lit("review:") + pl.col("id").replace_strict(review.keep, return_dtype=pl.String)
+            rows = append_audit(rows.drop("stage", "reason", "detail", strict=False), pl.lit(True), why)
+            kept = pl.concat([kept, rows], how="diagonal_relaxed").select(kept.columns)
+            rejected = rejected.filter(~back)
+            counters["review.kept"] = len(rows)
+    if review.drop and len(kept):
+        out = kept["id"].is_in(list(review.drop))
+        if out.any():
+            rows = kept.filter(out)
+            why = pl.col("id").replace_strict(review.drop, return_dtype=pl.String)
+            rows = with_reason(rows, stage.name, "review_drop", why)
+            rejected = pl.concat([rejected, rows], how="diagonal_relaxed")
+            kept = kept.filter(~out)
+            counters["review.dropped"] = len(rows)
+    return Split(kept=kept, rejected=rejected, modified=split.modified, counters=counters)
+
+
+def _finish(
+    stage: Stage,
+    part: str,
+    out: Path,
+    n_in: int,
+    split: Split,
+    t0: float,
+    compression: str,
+    review: StageReview | None = None,
+) -> dict[str, Any]:
+    if review is not None and (review.keep or review.drop):
+        split = _apply_review(stage, split, review)
+        _check_conservation(stage.name, part, n_in, split)
     rejected = split.rejected
     if len(rejected) and "stage" not in rejected.columns:
         rejected = rejected.with_columns(pl.lit(stage.name).alias("stage"))
@@ -544,7 +592,14 @@ def shuffles(stage: GlobalStage) -> bool:
     return type(stage).shuffle is not GlobalStage.shuffle
 
 
-def apply_task(stage: GlobalStage, part: str, in_dir: str, stage_dir: str, compression: str = "zstd") -> dict[str, Any]:
+def apply_task(
+    stage: GlobalStage,
+    part: str,
+    in_dir: str,
+    stage_dir: str,
+    compression: str = "zstd",
+    review: StageReview | None = None,
+) -> dict[str, Any]:
     """Phase 3 of a global stage: reject the rows the global decision named."""
     t0 = time.perf_counter()
     batch = pl.read_parquet(Path(in_dir) / f"{part}.parquet")
@@ -554,7 +609,7 @@ def apply_task(stage: GlobalStage, part: str, in_dir: str, stage_dir: str, compr
     rejected = with_reason(rejected, stage.name, pl.col("reason"), pl.col("detail"))
     split = Split(kept=batch.filter(~hit), rejected=rejected)
     _check_conservation(stage.name, part, len(batch), split)
-    return _finish(stage, part, Path(stage_dir), len(batch), split, t0, compression)
+    return _finish(stage, part, Path(stage_dir), len(batch), split, t0, compression, review)
 
 
 def load_done(stage_dir: Path) -> dict[str, dict[str, Any]]:

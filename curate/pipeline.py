@@ -60,6 +60,8 @@ from curate.io import ByteRange, check_input, row_groups_of, scan_input, write_j
 from curate.progress import Reporter, make_reporter
 from curate.recipe import Plan
 from curate.registry import BUILTIN_STAGE_MODULES, GlobalStage, Stage
+from curate.review.decisions import Overrides, load_overrides
+from curate.review.decisions import summary as review_summary
 from curate.safety import check_removable, overlap, remove_owned
 
 SUCCESS = "_SUCCESS.json"
@@ -93,6 +95,7 @@ class Runner:
         self.ray_address = ray_address or self.recipe.run.ray_address
         self.reporter = reporter or make_reporter("quiet")
         self.stage_stats: list[dict[str, Any]] = []
+        self.overrides = Overrides()
         self._ranges: dict[str, list[ByteRange] | None] = {}  # byte ranges of each input, by path
 
     # -- preparation ---------------------------------------------------------
@@ -149,11 +152,18 @@ class Runner:
             "seed": self.recipe.seed,
             "versions": _versions(),
         }
+        if self.overrides.decisions:
+            manifest["review"] = review_summary(self.overrides.decisions)
         path = self.run_dir / "manifest.json"
         if self.force:
-            remove_owned(self.run_dir, "run directory", "manifest.json")  # checked against the inputs in check()
+            with _keeping(self.run_dir / "review"):  # reviewers' decisions outlive a restart
+                remove_owned(self.run_dir, "run directory", "manifest.json")  # checked against the inputs in check()
         if path.exists():
             old = json.loads(path.read_text())
+            applied = old.get("review", {}).get("applied", [])
+            first = self.overrides.first_changed_stage(applied, len(self.plan.stage_dirs()))
+            if first is not None:
+                self._redo_from(first)
             if old.get("inputs") != manifest["inputs"]:
                 raise InputError(
                     f"inputs changed since the run in '{self.run_dir}' started; resuming would mix data. "
@@ -176,6 +186,8 @@ class Runner:
         preload = tuple(dict.fromkeys([*builtin, *(m for s in self.plan.stages for m in s.preload)]))
         self.check()
         with run_lock(self.run_dir):
+            # reviewers' decisions (curate review), checked before any work: a bad line stops here
+            self.overrides = load_overrides(self.run_dir) if not self.force else load_overrides_kept(self.run_dir)
             return self._run(t0, preload)
 
     def _run(self, t0: float, preload: tuple[str, ...]) -> dict[str, Any]:
@@ -222,6 +234,16 @@ class Runner:
         if self.recipe.train is not None:  # only ever after the gate passed
             stats["train"] = self._train()
         return stats
+
+    def _redo_from(self, first: int) -> None:
+        """Reviewers' decisions changed what stage ``first`` and the ones after it produce: their
+        outputs are removed, so this run makes them again (the stages before resume as done)."""
+        dirs = self.plan.stage_dirs()
+        self.reporter.message(f"review decisions changed: stages from {dirs[first]} on run again")
+        for d in dirs[first:]:
+            shutil.rmtree(self.run_dir / d, ignore_errors=True)
+            (self.run_dir / "rejects" / f"{d}.parquet").unlink(missing_ok=True)
+        shutil.rmtree(self.run_dir / "output", ignore_errors=True)
 
     def _executor(self, preload: tuple[str, ...]) -> Any:
         if self.executor == "ray":
@@ -335,7 +357,9 @@ class Runner:
         _make_dirs(stage_dir)
         t0 = time.perf_counter()
         self.reporter.stage_start(stage.name, total=self._expected_in())
-        done = self._run_shards(ex, shard_task, stage, parts, in_dir, stage_dir, main_helps=_main_helps(ex, stage))
+        done = self._run_shards(
+            ex, shard_task, stage, parts, in_dir, stage_dir, main_helps=_main_helps(ex, stage), review=True
+        )
         summary = self._summarise(stage.name, stage_dir, done, time.perf_counter() - t0)
         self._close_stage(stage_dir, summary)
         self._record(stage.name, stage_dir, summary)
@@ -375,7 +399,7 @@ class Runner:
 
         t_apply = time.perf_counter()
         self.reporter.stage_start(stage.name, total=self._expected_in(), phase="apply")
-        done = self._run_shards(ex, apply_task, stage, parts, in_dir, stage_dir)
+        done = self._run_shards(ex, apply_task, stage, parts, in_dir, stage_dir, review=True)
         summary = self._summarise(stage.name, stage_dir, done, time.perf_counter() - t0, [*keyed_now, global_stats])
         summary["global"] = global_stats["stats"]
         # wall seconds per phase in this invocation (a resumed phase shows only what was left)
@@ -396,13 +420,19 @@ class Runner:
         in_dir: Path,
         stage_dir: Path,
         main_helps: bool | Callable[[], bool] = True,
+        review: bool = False,
     ) -> dict[str, dict]:
-        """Run ``task`` over the parts not yet done (resume), counting progress; returns all shard markers."""
+        """Run ``task`` over the parts not yet done (resume), counting progress; returns all shard
+        markers. ``review``: hand the task the reviewers' decisions on this stage."""
         done = load_done(stage_dir)
         for marker in done.values():
             self.reporter.advance(marker["in"])
         codec = self._compression(stage_dir)
-        todo = [(stage, p, str(in_dir), str(stage_dir), codec) for p in parts if p not in done]
+        decided = None
+        if review:
+            last = stage_dir.name == self.plan.stage_dirs()[-1]
+            decided = self.overrides.for_stage(stage_dir.name, type(stage).reviewable, last)
+        todo = [(stage, p, str(in_dir), str(stage_dir), codec, decided) for p in parts if p not in done]
         for marker in ex.map(task, todo, main_helps=main_helps, here=type(stage).own_threads):
             done[marker["part"]] = marker
             self.reporter.advance(marker["in"])
@@ -537,6 +567,29 @@ class Runner:
                     shutil.copyfile(src, tmp / src.name)
         shutil.rmtree(out, ignore_errors=True)
         os.replace(tmp, out)
+
+
+@contextlib.contextmanager
+def _keeping(folder: Path) -> Iterator[None]:
+    """``folder`` survives what the block does to its parent (moved aside, then back)."""
+    aside = folder.parent.parent / f".{folder.parent.name}.{folder.name}.kept"
+    if folder.is_dir():
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(folder, aside)
+    try:
+        yield
+    finally:
+        if aside.is_dir():
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(aside, folder)
+
+
+def load_overrides_kept(run_dir: Path) -> Overrides:
+    """The decisions of a run about to restart (--force): they are kept (see _keeping)."""
+    try:
+        return load_overrides(run_dir)
+    except OSError:
+        return Overrides()
 
 
 def _pool_only(stage: Stage) -> bool:

@@ -124,3 +124,16 @@ def append_audit(batch: pl.DataFrame, changed: pl.Series | pl.Expr, entry: str |
         .otherwise(pl.col("audit"))
         .alias("audit")
     )
+
+
+# A column the runner adds to a batch for a stage that applies reviewers' decisions itself
+# (Stage.reviewable): per record, a JSON list of the decisions on it (null: none). Never in output.
+REVIEW_COLUMN = "_review"
+
+
+def text_digest(text: str) -> str:
+    """A short hash of a text, so a decision made on one version of a record's text is not
+    applied to another (the decision stores this, not the text)."""
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]

@@ -92,6 +92,9 @@ class Stage(BaseModel):
     #: set-up is costly in time and memory: its tasks run one after another in the main process
     #: only, so the set-up happens once, not once per pool process as well
     own_threads: ClassVar[bool] = False
+    #: reviewers' decisions (curate review) the stage applies itself, by action (pii.scrub:
+    #: pii_missed, pii_false): the runner hands them over in the batch's REVIEW_COLUMN
+    reviewable: ClassVar[tuple[str, ...]] = ()
 
     def setup(self) -> None:
         """Load heavy resources. Called once per worker before the first batch."""

@@ -72,6 +72,7 @@ def _context(run_dir: Path) -> dict[str, Any]:
     }
     rules = {k.split(".", 1)[1]: v for s in stages for k, v in s.get("counters", {}).items() if k.startswith("rule.")}
     summary = {
+        "review_decisions": {k: v for k, v in manifest.get("review", {}).items() if k != "applied"} or None,
         "run": stats["name"],
         "complete": stats.get("complete", True),
         "records_in": stats["records_in"],
@@ -131,7 +132,19 @@ def _context(run_dir: Path) -> dict[str, Any]:
         "clusters": _example_clusters(run_dir, stages[0]["dir"], dedup, scrubber) if dedup else [],
         "samples": _reject_samples(run_dir, stages, scrubber),
         "preview_note": scrubber[1],
+        "decisions": _decisions(run_dir, manifest),
     }
+
+
+def _decisions(run_dir: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The reviewers' decisions this run applied (curate review), without any text values."""
+    applied = set(manifest.get("review", {}).get("applied", []))
+    if not applied:
+        return []
+    from curate.review.decisions import load_decisions
+
+    keys = ("when", "who", "action", "record", "stage", "entity", "why")
+    return [{k: getattr(d, k) for k in keys} for d in load_decisions(run_dir) if d.id in applied]
 
 
 def _lengths(folder: Path):
@@ -406,6 +419,11 @@ def _markdown(ctx: dict[str, Any]) -> str:
             lines.append(f"| {c['threshold']} | {c['actual']} | {c['limit']} | {'ok' if c['passed'] else 'FAILED'} |")
     if s["pii_entities"]:
         lines += ["", "PII removed: " + ", ".join(f"{k} {v:,}" for k, v in sorted(s["pii_entities"].items()))]
+    if ctx["decisions"]:
+        lines += ["", f"## Review decisions applied ({len(ctx['decisions'])})", "",
+                  "| when | who | action | record | stage | why |", "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        lines += [f"| {d['when']} | {d['who']} | {d['action']} | {d['record']} | {d['stage']} | {d['why']} |"
+                  for d in ctx["decisions"]]  # fmt: skip
     if s.get("training"):
         t = ctx["training"]
         lines += ["", f"## Training ({t['headline']})", "",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import polars as pl
@@ -13,9 +13,9 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from curate.errors import CurateError, did_you_mean
 from curate.pii import operators as ops
-from curate.pii.engine import DEFAULT_SPACY_MODEL, Span, analyze, build_engine, load_profile
+from curate.pii.engine import DEFAULT_SPACY_MODEL, Span, analyze, build_engine, load_profile, merge_overlaps
 from curate.pii.leak import Leak, find_leaks
-from curate.records import append_audit, with_reason
+from curate.records import REVIEW_COLUMN, append_audit, text_digest, with_reason
 from curate.registry import Split, Stage, stage
 
 
@@ -24,10 +24,37 @@ class Scrubbed:
     text: str  # the scrubbed text
     spans: list[Span]  # what was detected in the original
     leaks: list[Leak]  # what the leak gate still finds in ``text``
+    replaced: list[dict[str, Any]] = field(default_factory=list)  # see _PII_SPANS
 
 
 class PiiLeakError(CurateError):
     """The leak gate found an identifier in scrubbed output (leak_gate: fail)."""
+
+
+# Where each replacement is: in the scrubbed text (start, end) and in the text before
+# (raw_start, raw_end), with its type. Positions only, never the values: the review app marks
+# replacements with them, and a reviewer's decision names a span of the text before.
+_PII_SPANS = pl.List(
+    pl.Struct({"entity": pl.String, "start": pl.Int64, "end": pl.Int64, "raw_start": pl.Int64, "raw_end": pl.Int64})
+)
+
+
+def apply_review(text: str, found: list[Span], decisions: list[dict[str, Any]]) -> list[Span]:
+    """Spans after reviewers' decisions on this text: a false detection's span is dropped, a
+    missed identifier's span added (score 1). Decisions name spans of this text and carry a
+    hash of it: a decision on a text that has since changed is ignored."""
+    if not decisions:
+        return found
+    digest = text_digest(text)
+    current = [d for d in decisions if d.get("text_sha") == digest]
+    false = [(d["raw_start"], d["raw_end"]) for d in current if d["action"] == "pii_false"]
+    kept = [s for s in found if not any(s.start < b and a < s.end for a, b in false)]
+    missed = [
+        Span(d["raw_start"], d["raw_end"], d["entity"], 1.0)
+        for d in current
+        if d["action"] == "pii_missed" and 0 <= d["raw_start"] < d["raw_end"] <= len(text)
+    ]
+    return merge_overlaps(kept + missed)
 
 
 @stage("pii.scrub")
@@ -49,6 +76,8 @@ class PiiScrub(Stage):
     """
 
     preload = ("curate.pii.preload",)
+    version = "2"  # 2: pii_spans column; reviewers' decisions
+    reviewable = ("pii_missed", "pii_false")
 
     profile: str = "hipaa"
     """Shipped profile name (hipaa, gdpr) or a path to a YAML profile."""
@@ -164,13 +193,19 @@ class PiiScrub(Stage):
             for cat, words in profile.special_categories.items()
         }
 
-    def scrub(self, texts: list[str], shift_keys: list[str]) -> list[Scrubbed]:
-        """Detect, transform, and run the leak gate on each text (the stage's work without the batch)."""
+    def scrub(
+        self, texts: list[str], shift_keys: list[str], reviewed: list[list[dict[str, Any]]] | None = None
+    ) -> list[Scrubbed]:
+        """Detect, transform, and run the leak gate on each text (the stage's work without the batch).
+        ``reviewed``: per text, reviewers' decisions on it (curate review): identifiers the
+        detectors missed are added, false detections dropped."""
         if self._engine is None:
             self.setup()
         from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
 
         spans = analyze(self._engine, texts, self.score_threshold, self.chunk_chars, batch_size=self.batch_size)
+        if reviewed is not None:
+            spans = [apply_review(t, found, r) for t, found, r in zip(texts, spans, reviewed)]
         ops_map = self._operator_map(self._engine.profile)
         out = []
         for text, found, shift_key in zip(texts, spans, shift_keys):
@@ -184,16 +219,25 @@ class PiiScrub(Stage):
                 }
                 results = [RecognizerResult(s.entity, s.start, s.end, s.score) for s in found]
                 res = self._anonymizer.anonymize(text=text, analyzer_results=results, operators=configs)
-                new_text, inserted = res.text, [(item.start, item.end) for item in res.items]
+                new_text, items = res.text, sorted(res.items, key=lambda item: item.start)
+                inserted = [(item.start, item.end) for item in items]
+                # found is sorted and without overlaps (merge_overlaps): one item per span, in order
+                replaced = [
+                    {"entity": s.entity, "start": item.start, "end": item.end, "raw_start": s.start, "raw_end": s.end}
+                    for s, item in zip(sorted(found, key=lambda s: s.start), items)
+                ]
             else:
-                new_text, inserted = text, []
+                new_text, inserted, replaced = text, [], []
             leaks = find_leaks(new_text, inserted) if self.leak_gate != "off" else []
-            out.append(Scrubbed(new_text, found, leaks))
+            out.append(Scrubbed(new_text, found, leaks, replaced))
         return out
 
     def process(self, batch: pl.DataFrame) -> Split:
         texts = batch["text"].to_list()
-        results = self.scrub(texts, self._shift_keys(batch))
+        reviewed = None
+        if REVIEW_COLUMN in batch.columns:  # the runner adds it where reviewers decided on records
+            reviewed = [json.loads(v) if v else [] for v in batch[REVIEW_COLUMN].to_list()]
+        results = self.scrub(texts, self._shift_keys(batch), reviewed)
         spans = [r.spans for r in results]
         ops_map = self._operator_map(self._engine.profile)
         new_texts, pii_json, review, leaks = [], [], [], []
@@ -221,6 +265,7 @@ class PiiScrub(Stage):
             pl.Series("text", new_texts, dtype=pl.String),
             pl.Series("pii", pii_json, dtype=pl.String),
             pl.Series("pii_review", review, dtype=pl.List(pl.String)),
+            pl.Series("pii_spans", [r.replaced for r in results], dtype=_PII_SPANS),
         )
         changed = out["text"] != batch["text"]
         summary = [

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import polars as pl
 from pydantic import Field, field_validator
 
-from curate.records import append_audit
+from curate.records import REVIEW_COLUMN, append_audit, text_digest
 from curate.registry import Split, Stage, stage
 from curate.rewrite.engine import DEFAULT_SPACY_MODEL, build_rewriter
 from curate.rewrite.lexicon import load_lexicon
@@ -34,6 +35,7 @@ class LexiconRewrite(Stage):
     """
 
     preload = ("curate.rewrite.preload",)
+    reviewable = ("rewrite_undo",)
 
     lexicons: list[str] = ["gender_neutral"]
     """Lexicon names in lexicons/ or paths to .csv lexicons, applied together."""
@@ -80,19 +82,29 @@ class LexiconRewrite(Stage):
         rewriter = build_rewriter(tuple(self.lexicons), self.pronouns, self.spacy_model)
         texts = batch["text"].to_list()
         results = rewriter.rewrite_many(texts, self.batch_size)
+        undone = [False] * len(texts)
+        if REVIEW_COLUMN in batch.columns:  # a reviewer undid a record's rewrites (curate review)
+            undone = [
+                any(d["action"] == "rewrite_undo" and d.get("text_sha") == text_digest(t) for d in json.loads(v or "[]"))
+                for t, v in zip(texts, batch[REVIEW_COLUMN].to_list())
+            ]
+            results = [(t, []) if undo else r for t, r, undo in zip(texts, results, undone)]
         counters: Counter = Counter()
         edits_col, audit = [], []
-        for _, edits in results:
+        for (_, edits), undo in zip(results, undone):
             edits_col.append([{"rule": e.rule, "old": e.old, "new": e.new, "start": e.start} for e in edits])
             per_rule = Counter(e.rule for e in edits)
             counters.update({f"rule.{k}": v for k, v in per_rule.items()})
-            audit.append("rewrite.lexicon:" + ",".join(f"{k}={v}" for k, v in sorted(per_rule.items())))
+            entry = "rewrite.lexicon:" + ",".join(f"{k}={v}" for k, v in sorted(per_rule.items()))
+            audit.append("rewrite.lexicon:undone by review" if undo else entry)
+        if any(undone):
+            counters["review.rewrites_undone"] = sum(undone)
         new_texts = texts if self.dry_run else [out for out, _ in results]
         out = batch.with_columns(pl.Series("rewrites", edits_col, dtype=_EDITS))
         if self.keep_original:
             out = out.with_columns(pl.Series("original", texts, dtype=pl.String))
         out = out.with_columns(pl.Series("text", new_texts, dtype=pl.String))
-        changed = out["text"] != batch["text"]
+        changed = (out["text"] != batch["text"]) | pl.Series(undone, dtype=pl.Boolean)
         out = append_audit(out, changed, pl.Series(audit, dtype=pl.String))
         counters["records_with_changes"] = sum(1 for _, e in results if e)
-        return Split(kept=out, rejected=out.clear(), modified=int(changed.sum()), counters=dict(counters))
+        return Split(kept=out, rejected=out.clear(), modified=int((out["text"] != batch["text"]).sum()), counters=dict(counters))
