@@ -103,7 +103,9 @@ def test_decisions_feed_back_into_the_next_run(work: Path):
     # a false detection: the tenant's "flat 4" taken for an address
     tenant = record_with(run, "04_pii.scrub", "goes by")
     span = next(s for s in tenant["pii_spans"] if s["entity"] == "STREET_ADDRESS")
-    false = view.decide({"action": "pii_false", "record": tenant["id"], "start": span["start"], "end": span["end"]}, "dana")
+    false = view.decide(
+        {"action": "pii_false", "record": tenant["id"], "start": span["start"], "end": span["end"]}, "dana"
+    )
     assert false["value"] == "flat 4"
     # keep the short record filter.length rejected, drop a kept one, undo a rewrite
     short = rejects(run, "02_filter.length").row(0, named=True)

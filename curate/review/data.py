@@ -180,9 +180,11 @@ class RunView:
             filters.append(pl.col("reason") == reason)
         if source:
             filters.append(pl.col("source").str.starts_with(source))
-        total = (sum(counts[stage].values()) if not reason else counts[stage].get(reason, 0)) if not (
-            q or source
-        ) else _count(lf, filters)
+        total = (
+            (sum(counts[stage].values()) if not reason else counts[stage].get(reason, 0))
+            if not (q or source)
+            else _count(lf, filters)
+        )
         cols = [c for c in ("id", "text", "source", "reason", "detail", "duplicate_of") if c in schema]
         rows = _page(lf, filters, offset, limit, cols)
         masked = self._masked(i)
@@ -229,7 +231,9 @@ class RunView:
             for r in rows.iter_rows(named=True):
                 text = texts.get(r["id"], "")
                 a, b = _word_diff(self._shown(kept_text, masked), self._shown(text, masked))
-                group.append({"id": r["id"], "kept": r["kept"], "similarity": r["similarity"], "kept_side": a, "side": b})
+                group.append(
+                    {"id": r["id"], "kept": r["kept"], "similarity": r["similarity"], "kept_side": a, "side": b}
+                )
             out.append({"cluster": cluster, "size": len(rows), "members": group})
         return {"stage": stage, "total": total, "offset": offset, "masked": masked, "clusters": out}
 

@@ -62,7 +62,9 @@ def pii_labels(run_dir: str | os.PathLike, out: str | os.PathLike) -> int:
                 for s in spans_of.get(record) or []
                 if not any(s["raw_start"] < b and a < s["raw_end"] for a, b in false)
             ]
-            spans += [{"start": d.raw_start, "end": d.raw_end, "type": d.entity} for d in ds if d.action == "pii_missed"]
+            spans += [
+                {"start": d.raw_start, "end": d.raw_end, "type": d.entity} for d in ds if d.action == "pii_missed"
+            ]
             spans = sorted({(s["start"], s["end"], s["type"]) for s in spans})
             row = {"id": record, "text": text, "spans": [{"start": a, "end": b, "type": t} for a, b, t in spans]}
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")

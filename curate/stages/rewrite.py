@@ -85,7 +85,9 @@ class LexiconRewrite(Stage):
         undone = [False] * len(texts)
         if REVIEW_COLUMN in batch.columns:  # a reviewer undid a record's rewrites (curate review)
             undone = [
-                any(d["action"] == "rewrite_undo" and d.get("text_sha") == text_digest(t) for d in json.loads(v or "[]"))
+                any(
+                    d["action"] == "rewrite_undo" and d.get("text_sha") == text_digest(t) for d in json.loads(v or "[]")
+                )
                 for t, v in zip(texts, batch[REVIEW_COLUMN].to_list())
             ]
             results = [(t, []) if undo else r for t, r, undo in zip(texts, results, undone)]
@@ -107,4 +109,6 @@ class LexiconRewrite(Stage):
         changed = (out["text"] != batch["text"]) | pl.Series(undone, dtype=pl.Boolean)
         out = append_audit(out, changed, pl.Series(audit, dtype=pl.String))
         counters["records_with_changes"] = sum(1 for _, e in results if e)
-        return Split(kept=out, rejected=out.clear(), modified=int((out["text"] != batch["text"]).sum()), counters=dict(counters))
+        return Split(
+            kept=out, rejected=out.clear(), modified=int((out["text"] != batch["text"]).sum()), counters=dict(counters)
+        )
