@@ -740,10 +740,6 @@ def inspect(run_dir: str, as_json: bool, show_rejects: int) -> None:
                 )
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
-
-
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on (0.0.0.0 shares it).")
@@ -812,3 +808,7 @@ def review(
         pass
     finally:
         server.server_close()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

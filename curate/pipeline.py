@@ -188,6 +188,12 @@ class Runner:
         with run_lock(self.run_dir):
             # reviewers' decisions (curate review), checked before any work: a bad line stops here
             self.overrides = load_overrides(self.run_dir) if not self.force else load_overrides_kept(self.run_dir)
+            stray = [d for d in self.overrides.decisions if d.stage not in self.plan.stage_dirs()]
+            if stray:
+                self.reporter.message(
+                    f"{len(stray)} review decision(s) name stages this recipe does not have "
+                    f"({', '.join(sorted({d.stage for d in stray}))}): they apply to nothing"
+                )
             return self._run(t0, preload)
 
     def _run(self, t0: float, preload: tuple[str, ...]) -> dict[str, Any]:

@@ -277,3 +277,26 @@ def test_server_needs_the_token_and_moves_off_a_busy_port(work: Path):
         first.shutdown()
         first.server_close()
         second.server_close()
+
+
+def test_cli_review_bad_input(work: Path, tmp_path: Path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "curate.cli", "review", "--no-browser"]
+    done = subprocess.run([*cmd, str(tmp_path)], capture_output=True, text=True, env=env)
+    assert done.returncode == 2 and "is not a run directory" in done.stderr and "Traceback" not in done.stderr
+    run = work / "runs/reviewed"
+    (run / "review").mkdir()
+    (run / "review/decisions.jsonl").write_text('{"who": "a", "action": "drop"}\n')
+    done = subprocess.run([*cmd, str(run)], capture_output=True, text=True, env=env)
+    assert done.returncode == 2 and "decisions.jsonl:1: " in done.stderr and "needs 'record'" in done.stderr
+    # the exports, from the command line
+    (run / "review/decisions.jsonl").unlink()
+    done = subprocess.run([*cmd, str(run), "--export-allow-list", str(tmp_path / "a.yaml")], capture_output=True,
+                          text=True, env=env)  # fmt: skip
+    assert done.returncode == 0 and "0 values" in done.stdout and (tmp_path / "a.yaml").exists()
