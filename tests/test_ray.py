@@ -60,6 +60,12 @@ def _corpus(path: Path) -> Path:
     return write_jsonl(path, out)
 
 
+def _plugin_recipe(name: str, corpus: Path, stage: dict, run: dict) -> dict:
+    """normalize, one of the test plugin's stages, dedup.exact."""
+    return {"name": name, "plugins": [PLUGIN], "input": [str(corpus)], "stages": ["normalize", stage, "dedup.exact"],
+            "run": run, "report": False}  # fmt: skip
+
+
 def _both(recipe: dict, where: Path, **kwargs) -> tuple[dict, dict]:
     """The recipe run by the local executor and by Ray; (local stats, Ray stats)."""
     stats = {}
@@ -132,14 +138,7 @@ def test_decide_in_pieces_equals_decide_whole(tmp_path: Path, monkeypatch: pytes
 def test_a_killed_ray_worker_is_retried_without_duplicates_or_losses(cluster: str, tmp_path: Path):
     corpus = _corpus(tmp_path / "corpus.jsonl")
     flags = tmp_path / "flags"
-    recipe = {
-        "name": "die",
-        "plugins": [PLUGIN],
-        "input": [str(corpus)],
-        "stages": ["normalize", {"stage": "test.die_once", "flags": str(flags)}, "dedup.exact"],
-        "run": {"shard_size": 20},
-        "report": False,
-    }
+    recipe = _plugin_recipe("die", corpus, {"stage": "test.die_once", "flags": str(flags)}, {"shard_size": 20})
     plan = load_recipe({**recipe, "output": {"run_dir": str(tmp_path / "ray")}})
     stats = Runner(plan, force=True, workers=2, executor="ray").run()
     died = len(list(flags.iterdir()))
@@ -157,14 +156,9 @@ def test_a_killed_ray_worker_is_retried_without_duplicates_or_losses(cluster: st
 def test_driver_killed_then_resumed_redoes_no_finished_shard(cluster: str, tmp_path: Path):
     corpus = _corpus(tmp_path / "corpus.jsonl")
     log = tmp_path / "calls.log"
-    recipe = {
-        "name": "resume",
-        "plugins": [PLUGIN],
-        "input": [str(corpus)],
-        "stages": ["normalize", {"stage": "test.log_calls", "log": str(log), "seconds": 0.3}, "dedup.exact"],
-        "run": {"shard_size": 10, "executor": "ray"},
-        "output": {"run_dir": str(tmp_path / "killed")},
-    }
+    stage = {"stage": "test.log_calls", "log": str(log), "seconds": 0.3}
+    recipe = _plugin_recipe("resume", corpus, stage, {"shard_size": 10, "executor": "ray"})
+    recipe["output"] = {"run_dir": str(tmp_path / "killed")}
     path = tmp_path / "resume.yaml"
     path.write_text(yaml.safe_dump(recipe))
     cmd = [sys.executable, "-m", "curate.cli", "-q", "run", str(path), "--ray-address", cluster]
