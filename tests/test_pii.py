@@ -430,3 +430,28 @@ def test_form_field_labels_stay_when_a_name_runs_into_them(monkeypatch: pytest.M
     assert "Amanda" not in out[0] and "1973060" not in out[0] and "447.292.9028" not in out[0]
     # a name before a colon that is not a field label is still a name
     assert "Smith" not in scrub(["Dear John Smith: thank you for writing."])[0][0]
+
+
+@pytest.mark.parametrize(
+    "text, name",
+    [
+        # a heading: the name ends at the line, the form field on the next line is no part of it
+        ("DISCHARGE SUMMARY - Lakeside General Hospital\nPatient: see below", "Lakeside General Hospital"),
+        ("Seen at St. Brigid Hospital last spring.", "St. Brigid Hospital"),
+        ("She was transferred to Mount Sinai Medical Center on Monday.", "Mount Sinai Medical Center"),
+        ("Ingresó en el Hospital Universitario de Getafe el lunes.", "Hospital Universitario de Getafe"),
+        # generic places are no one's name
+        ("The Hospital was closed and the County Clinic too.", None),
+        ("General Hospital staff met at noon.", None),
+    ],
+)
+def test_named_care_providers_whole(text: str, name: str | None):
+    """Found by `curate review` on the demo: "Lakeside General Hospital" lost only "Hospital" (the
+    name-first pattern ran across the newline into "Patient", a form label dropped afterwards)."""
+    out = PiiScrub(profile="hipaa").scrub([text], ["r"])[0].text
+    if name is None:
+        assert out == text
+        return
+    before, after = text.split(name)
+    assert out.startswith(before) and out.endswith(after)  # the rest, the form field included, is kept
+    assert not any(word in out for word in name.split() if word not in before + after)  # no word of it left
