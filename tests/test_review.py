@@ -130,6 +130,8 @@ def test_decisions_feed_back_into_the_next_run(work: Path):
     # the stages before the first one a decision touches were not run again
     assert (run / "01_normalize/_SUCCESS.json").stat().st_mtime_ns == normalize_done
     by_stage = {s["stage"]: s for s in stats["stages"]}
+    assert by_stage["pii.scrub"]["counters"]["review.applied"] == 2
+    assert "review.stale" not in by_stage["pii.scrub"]["counters"]
     assert by_stage["filter.length"]["counters"]["review.kept"] == 1
     assert by_stage["rewrite.lexicon"]["counters"]["review.dropped"] == 1
     assert by_stage["rewrite.lexicon"]["counters"]["review.rewrites_undone"] == 1
@@ -300,3 +302,15 @@ def test_cli_review_bad_input(work: Path, tmp_path: Path):
     done = subprocess.run([*cmd, str(run), "--export-allow-list", str(tmp_path / "a.yaml")], capture_output=True,
                           text=True, env=env)  # fmt: skip
     assert done.returncode == 0 and "0 values" in done.stdout and (tmp_path / "a.yaml").exists()
+
+
+def test_a_decision_on_another_version_of_the_text_is_counted_not_applied(work: Path):
+    run = work / "runs/reviewed"
+    bo = record_with(run, "04_pii.scrub", "Cheers, Bo")
+    start = bo["text"].index("Bo")
+    append_decision(run, Decision(who="lee", action="pii_missed", record=bo["id"], stage="04_pii.scrub",
+                                  entity="PERSON", raw_start=start, raw_end=start + 2, text_sha="0" * 16))  # fmt: skip
+    stats = rerun(work)
+    scrub = next(s for s in stats["stages"] if s["stage"] == "pii.scrub")
+    assert scrub["counters"]["review.stale"] == 1 and scrub["counters"]["review.applied"] == 0
+    assert "Cheers, Bo" in " ".join(output(run)["text"].to_list())

@@ -260,6 +260,11 @@ class PiiScrub(Stage):
             review.append(cats)
             leaks.append(", ".join(f"{lk.entity} at {lk.start}-{lk.end}" for lk in record_leaks))
         counters["records_with_pii"] = sum(1 for s in spans if s)
+        if reviewed is not None:  # decisions made on another version of the text are not applied
+            stale = sum(d.get("text_sha") != text_digest(t) for t, ds in zip(texts, reviewed) for d in ds)
+            counters["review.applied"] = sum(len(ds) for ds in reviewed) - stale
+            if stale:
+                counters["review.stale"] = stale
 
         out = batch.with_columns(
             pl.Series("text", new_texts, dtype=pl.String),

@@ -101,6 +101,10 @@ class LexiconRewrite(Stage):
             audit.append("rewrite.lexicon:undone by review" if undo else entry)
         if any(undone):
             counters["review.rewrites_undone"] = sum(undone)
+        if REVIEW_COLUMN in batch.columns:  # decisions made on another version of the text are not applied
+            decided = sum(1 for v in batch[REVIEW_COLUMN].to_list() for d in json.loads(v or "[]"))
+            if decided > sum(undone):
+                counters["review.stale"] = decided - sum(undone)
         new_texts = texts if self.dry_run else [out for out, _ in results]
         out = batch.with_columns(pl.Series("rewrites", edits_col, dtype=_EDITS))
         if self.keep_original:
