@@ -82,7 +82,8 @@ def test_review_loop_in_the_browser(browser, served):
     page.select_option("#rej-stage", "03_dedup.exact")
     page.wait_for_function("document.querySelector('#rej-reason option[value=exact_duplicate]') !== null")
     page.select_option("#rej-reason", "exact_duplicate")
-    page.wait_for_selector("tr.row")
+    page.wait_for_function("document.querySelector('#rej-reason').value === 'exact_duplicate' "
+                           "&& document.querySelectorAll('tr.row').length === 1")  # fmt: skip
     assert page.locator("tr.row").count() == 1
     assert "exact_duplicate" in page.inner_text("tr.row")
 
@@ -92,7 +93,9 @@ def test_review_loop_in_the_browser(browser, served):
     page.click(".bars[data-key=reason] .bar[data-v=too_short]")
     page.wait_for_function("document.querySelector('#ch-reason').value === 'too_short'")
     page.click("#ch-open")
-    page.wait_for_selector("tr.row")
+    page.wait_for_function(
+        "document.querySelector('#rej-reason') && document.querySelector('#rej-reason').value === 'too_short'"
+    )
     assert "too_short" in page.inner_text("tr.row")
 
     # PII: find the record, select the name the scrubber missed, mark it
@@ -100,7 +103,9 @@ def test_review_loop_in_the_browser(browser, served):
     page.wait_for_selector("#pii-q")
     page.fill("#pii-q", "Cheers")
     page.click("#pii-go")
-    page.wait_for_selector(".pii-text")
+    # the search's page replaces the one the tab opened with: wait for it, not for any record
+    page.wait_for_function("[...document.querySelectorAll('.pii-text')].length === 1 "
+                           "&& document.querySelector('.pii-text').textContent.includes('Cheers, Bo')")  # fmt: skip
     box = page.locator(".pii-text").first
     assert box.inner_text().endswith("Cheers, Bo")
     page.evaluate(
