@@ -74,7 +74,8 @@ def test_review_loop_in_the_browser(browser, served):
     page.goto(url)
     page.wait_for_selector("#tabs button")
     assert "reviewed" in page.inner_text("#run")
-    assert page.locator("tr.row").count() == len(output(run))  # the first page of the last stage's records
+    # the first page of the last stage's records (the page fetches them after it draws its tabs)
+    page.wait_for_function(f"document.querySelectorAll('tr.row').length === {len(output(run))}")
 
     # rejects: filter by stage and reason
     page.click("#tabs button[data-tab=rejects]")
@@ -124,7 +125,7 @@ def test_review_loop_in_the_browser(browser, served):
     page.fill("#why", "a first name")
     page.click("#pii-missed")
     page.wait_for_selector("#toast", state="visible")
-    assert page.inner_text("#count").startswith("1 decision")
+    page.wait_for_function("document.querySelector('#count').textContent.startsWith('1 decision')")
     decisions = load_decisions(run)
     assert [(d.action, d.entity, d.who, d.why) for d in decisions] == [("pii_missed", "PERSON", "dana", "a first name")]
 
@@ -157,6 +158,7 @@ def test_show_raw_says_so_and_read_only_while_running(browser, tmp_path: Path, m
         page = browser.new_page()
         page.goto(url)
         page.wait_for_selector("#tabs button")
+        page.wait_for_selector("button.drop")
         banner = page.inner_text("#banner")
         assert "read-only" in banner and "RAW text" in banner
         assert page.locator("button.drop[disabled]").count() == page.locator("button.drop").count() > 0
