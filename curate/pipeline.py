@@ -160,15 +160,15 @@ class Runner:
                 remove_owned(self.run_dir, "run directory", "manifest.json")  # checked against the inputs in check()
         if path.exists():
             old = json.loads(path.read_text())
-            applied = old.get("review", {}).get("applied", [])
-            first = self.overrides.first_changed_stage(applied, len(self.plan.stage_dirs()))
-            if first is not None:
-                self._redo_from(first)
             if old.get("inputs") != manifest["inputs"]:
                 raise InputError(
                     f"inputs changed since the run in '{self.run_dir}' started; resuming would mix data. "
                     f"Use --force to start over."
                 )
+            applied = old.get("review", {}).get("applied", [])
+            first = self.overrides.first_changed_stage(applied, len(self.plan.stage_dirs()))
+            if first is not None:
+                self._redo_from(first)
             manifest["created"] = old.get("created")
             manifest["resumed"] = old.get("resumed", 0) + 1
         else:
@@ -187,7 +187,7 @@ class Runner:
         self.check()
         with run_lock(self.run_dir):
             # reviewers' decisions (curate review), checked before any work: a bad line stops here
-            self.overrides = load_overrides(self.run_dir) if not self.force else load_overrides_kept(self.run_dir)
+            self.overrides = load_overrides(self.run_dir)  # --force keeps them too (see _keeping)
             stray = [d for d in self.overrides.decisions if d.stage not in self.plan.stage_dirs()]
             if stray:
                 self.reporter.message(
@@ -588,14 +588,6 @@ def _keeping(folder: Path) -> Iterator[None]:
         if aside.is_dir():
             folder.parent.mkdir(parents=True, exist_ok=True)
             os.replace(aside, folder)
-
-
-def load_overrides_kept(run_dir: Path) -> Overrides:
-    """The decisions of a run about to restart (--force): they are kept (see _keeping)."""
-    try:
-        return load_overrides(run_dir)
-    except OSError:
-        return Overrides()
 
 
 def _pool_only(stage: Stage) -> bool:
