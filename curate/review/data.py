@@ -291,8 +291,7 @@ class RunView:
         return {"rejects": sorted(rows, key=lambda r: -r["n"]), "funnel": funnel}
 
     def _texts(self, stage_dir: str, ids: list[str]) -> dict[str, str]:
-        frame = self._scan(stage_dir).filter(pl.col("id").is_in(ids)).select("id", "text").collect()
-        return dict(frame.iter_rows())
+        return by_id(self._scan(stage_dir), ids, "text")
 
     # -- decisions ------------------------------------------------------------------
 
@@ -368,6 +367,11 @@ class RunView:
         if raw[raw_start:raw_end] != scrubbed[start:end]:
             raise ReviewError("the selection could not be placed in the text before scrubbing")
         return {**out, "entity": entity, "raw_start": raw_start, "raw_end": raw_end}
+
+
+def by_id(records: pl.LazyFrame, ids: list[str], column: str) -> dict[str, Any]:
+    """``column`` of the records whose id is in ``ids``, by id (one filtered scan)."""
+    return dict(records.filter(pl.col("id").is_in(ids)).select("id", column).collect().iter_rows())
 
 
 def _filters(schema: Any, q: str, field: str, value: str) -> list[pl.Expr]:

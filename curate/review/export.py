@@ -22,6 +22,7 @@ import yaml
 
 from curate.errors import CurateError
 from curate.records import text_digest
+from curate.review.data import by_id
 from curate.review.decisions import effective, load_decisions
 
 
@@ -44,10 +45,8 @@ def pii_labels(run_dir: str | os.PathLike, out: str | os.PathLike) -> int:
     for d in decisions:
         by_record.setdefault(d.record, []).append(d)
     wanted = [r for r, ds in by_record.items() if any(d.action == "pii_missed" for d in ds)]
-    raw = _frame(run_dir / before, wanted, ["id", "text"])
-    scrubbed = _frame(run_dir / stage, wanted, ["id", "pii_spans"])
-    texts = dict(raw.iter_rows())
-    spans_of = dict(scrubbed.iter_rows())
+    texts = _by_id(run_dir / before, wanted, "text")
+    spans_of = _by_id(run_dir / stage, wanted, "pii_spans")
     written = 0
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as fh:
@@ -99,8 +98,6 @@ def allow_list(run_dir: str | os.PathLike, out: str | os.PathLike) -> int:
     return sum(len(v) for v in values.values())
 
 
-def _frame(folder: Path, ids: list[str], cols: list[str]) -> pl.DataFrame:
+def _by_id(folder: Path, ids: list[str], column: str) -> dict[str, Any]:
     parts = sorted(folder.glob("part-*.parquet"))
-    if not parts or not ids:
-        return pl.DataFrame(schema={c: pl.String for c in cols})
-    return pl.scan_parquet(parts).filter(pl.col("id").is_in(ids)).select(cols).collect()
+    return by_id(pl.scan_parquet(parts), ids, column) if parts and ids else {}
