@@ -428,6 +428,18 @@ class _Collector:
         rows["source"].append(source)
         rows["meta"].append(meta)
 
+    def extend(self, rows: dict[str, list]) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
+        """Add mapped records column-wise; yields every batch that fills up (as ``add`` + ``flush``
+        would, record by record)."""
+        done, n = 0, len(rows["text"])
+        while done < n:
+            take = min(n - done, self.batch_size - len(self.rows["text"]))
+            for k, column in self.rows.items():
+                column.extend(rows[k][done : done + take])
+            done += take
+            if self.full():
+                yield self.flush()
+
     def full(self) -> bool:
         return len(self.rows["text"]) >= self.batch_size
 
@@ -624,6 +636,7 @@ def _read_jsonl(
         return
     first = byte_range.first_line if byte_range else 1
     lineno = first - 1
+    plain = _PlainBlocks(spec, label, max_record_bytes)
     with _open_binary(Path(spec.path)) as fh:
         if byte_range is not None:
             fh.seek(byte_range.start)
@@ -631,35 +644,97 @@ def _read_jsonl(
         decode = _JSON_DECODER.decode
         parse_limit = max_record_bytes + _LINE_SLACK
         try:
-            for lineno, line in enumerate(_lines(fh, size), first):  # noqa: B007 - lineno used after the loop
-                if lineno == 1 and line[:3] == _BOM:
-                    line = line[3:]  # a UTF-8 byte order mark (Windows editors) is no part of the first record
-                # Fast path: msgspec parses the line (bytes, UTF-8 checked) 3x faster than json. Any
-                # line it refuses takes the exact path, which decides the reason: the two parsers
-                # agree on every line both accept (see _JSON_DECODER).
-                try:
-                    if len(line) > parse_limit:
-                        raise ValueError
-                    obj = decode(line)
-                except (msgspec.DecodeError, ValueError, RecursionError):
-                    _jsonl_line(c, bytes(line), f"{label}:{lineno}", max_record_bytes)
-                else:
-                    c.add(obj, f"{label}:{lineno}", line)
-                if c.full():
-                    yield c.flush()
+            for chunk in _chunks(fh, size):
+                # Fastest path: a run of lines that are all plain records (the text field, the id
+                # field if one is named, nothing else, nothing to reject) is decoded in one call
+                # and mapped column-wise; such lines map to exactly what the per-line path makes.
+                if lineno == 0 and chunk[:3] == _BOM:
+                    chunk = chunk[3:]  # a UTF-8 byte order mark (Windows editors) is no part of the first record
+                if (rows := plain.rows(chunk, lineno + 1)) is not None:
+                    lineno += len(rows["text"])
+                    yield from c.extend(rows)
+                    continue
+                for line in _split_lines(chunk):
+                    lineno += 1
+                    # Fast path: msgspec parses the line (bytes, UTF-8 checked) 3x faster than json. Any
+                    # line it refuses takes the exact path, which decides the reason: the two parsers
+                    # agree on every line both accept (see _JSON_DECODER).
+                    try:
+                        if len(line) > parse_limit:
+                            raise ValueError
+                        obj = decode(line)
+                    except (msgspec.DecodeError, ValueError, RecursionError):
+                        _jsonl_line(c, bytes(line), f"{label}:{lineno}", max_record_bytes)
+                    else:
+                        c.add(obj, f"{label}:{lineno}", line)
+                    if c.full():
+                        yield c.flush()
         except (EOFError, OSError) as e:  # truncated or corrupt compressed stream
             c.reject(f"{label}:{lineno + 1}", "", "unreadable", f"stream broke off after line {lineno}: {e}")
     yield c.flush()
 
 
-def _lines(fh: io.BufferedIOBase, size: int = -1) -> Iterator[bytes | memoryview]:
-    """The lines of ``fh`` without their newline, reading ``size`` bytes (all when -1) in 4 MiB
-    blocks: 3x faster than iterating the file. A final line without newline is yielded too.
+class _PlainBlocks:
+    """The column-wise path for runs of plain JSONL records: objects holding the text field (a
+    non-blank string within max_record_bytes), the id field when one is named (a non-empty string
+    or an integer) and no other field. Each line is decoded into a msgspec struct, which refuses
+    anything else (another field, a null, a wrong type, a blank line, bytes that are not UTF-8, a
+    lone surrogate escape); such a line, or a record to reject, sends the whole run line by line
+    through the per-line path, where every reason is decided. Duplicate keys keep the last value
+    either way, so a plain line maps to exactly what the per-line path makes of it.
 
-    Lines within a block come as memoryviews of it (no copy: a third faster than splitting the
-    block into bytes objects, for 2 KB lines); a line that spans blocks comes as bytes.
+    3x faster than the per-line path for corpora without extra fields (100k paragraphs: 0.55 ->
+    0.2 s); records with extra fields (meta) always take the per-line path.
     """
-    pending: list[bytes] = []  # pieces of a line that spans blocks
+
+    # a chunk is a read block's complete lines (4 MiB); one this large holds a record spanning
+    # blocks, likely to be rejected as too large: not worth a decode that is then thrown away
+    MAX_CHUNK = 4 * _BLOCK
+
+    def __init__(self, spec: InputSpec, label: str, max_record_bytes: int):
+        fields: list[Any] = [("t", str)]
+        rename = {"t": spec.text_field}
+        if spec.id_field is not None:
+            fields.append(("i", str | int))
+            rename["i"] = spec.id_field
+        self.ok = spec.id_field != spec.text_field
+        struct = msgspec.defstruct("PlainRecord", fields, rename=rename, forbid_unknown_fields=True)
+        self.decode = msgspec.json.Decoder(struct).decode
+        self.by_id = spec.id_field is not None
+        self.label = label
+        self.max_chars = max_record_bytes // 4  # a text this short cannot exceed the limit in UTF-8
+        self.max_bytes = max_record_bytes
+
+    def rows(self, chunk: bytes, first: int) -> dict[str, list] | None:
+        """The chunk's records as columns, its first line being line ``first``; None when any line
+        of it needs the per-line path."""
+        if not self.ok or len(chunk) > self.MAX_CHUNK:
+            return None
+        try:
+            records = list(map(self.decode, chunk.split(b"\n")))
+        except (msgspec.DecodeError, RecursionError):
+            return None
+        texts = [r.t for r in records]
+        for t in texts:
+            if not t or t.isspace() or (len(t) > self.max_chars and len(t.encode("utf-8")) > self.max_bytes):
+                return None
+        label = self.label
+        sources = [f"{label}:{n}" for n in range(first, first + len(texts))]
+        if self.by_id:
+            ids = [r.i for r in records]
+            for i in ids:
+                if type(i) is str and (not i or i.isspace()):
+                    return None
+            ids = [i if type(i) is str else str(i) for i in ids]
+        else:
+            ids = [record_id(s, t) for s, t in zip(sources, texts)]
+        return {"id": ids, "text": texts, "source": sources, "meta": ["{}"] * len(texts)}
+
+
+def _chunks(fh: io.BufferedIOBase, size: int = -1) -> Iterator[bytes]:
+    """The content of ``fh`` in runs of whole lines (no final newline), reading ``size`` bytes (all
+    when -1) in 4 MiB blocks. A final line without newline comes too."""
+    pending: list[bytes] = []  # the start of a line that spans blocks
     # read1: one read from the stream below, so a corrupt compressed stream fails only after
     # every line decompressed before the damage was yielded
     read = getattr(fh, "read1", fh.read)
@@ -669,27 +744,32 @@ def _lines(fh: io.BufferedIOBase, size: int = -1) -> Iterator[bytes | memoryview
             break
         if size > 0:
             size -= len(block)
-        find = block.find
-        end = find(b"\n")
+        end = block.rfind(b"\n")
         if end < 0:
             pending.append(block)
             continue
-        view = memoryview(block)
         if pending:
             pending.append(block[:end])
             yield b"".join(pending)
             pending = []
         else:
-            yield view[:end]
-        start = end + 1
-        while (end := find(b"\n", start)) >= 0:
-            yield view[start:end]
-            start = end + 1
-        if start < len(block):
-            pending.append(block[start:])
+            yield block[:end]
+        if end + 1 < len(block):
+            pending.append(block[end + 1 :])
     last = b"".join(pending)
     if last:
         yield last
+
+
+def _split_lines(chunk: bytes) -> Iterator[memoryview]:
+    """The lines of a chunk as views of it (no copy: a third faster than bytes objects for 2 KB lines)."""
+    view = memoryview(chunk)
+    find = chunk.find
+    start = 0
+    while (end := find(b"\n", start)) >= 0:
+        yield view[start:end]
+        start = end + 1
+    yield view[start:]
 
 
 def _read_json_array(c: _Collector, path: Path, label: str) -> Batches:

@@ -82,22 +82,20 @@ def test_pool_processes_keep_freed_memory_and_the_main_environment_is_untouched(
         assert in_pool[key] == (before[key] or str(256 << 20))
 
 
-def test_the_forkserver_imports_the_cli_when_the_main_process_runs_it():
-    """Each pool process runs the main script again as it starts; for the `curate` command that
-    imports curate.cli, which the forkserver then imports once for all of them."""
+def test_pool_processes_do_not_load_the_cli():
+    """The forkserver preloads what tasks use (curate.worker_preload and the stages' preloads),
+    not the CLI the main process runs: the `curate` script a pool process runs again as it starts
+    imports only curate._entry, and no task needs click or rich (0.1 s off the pool's start)."""
     code = (
         "import multiprocessing.forkserver as fs\n"
-        "from curate.executor import _context\n"
-        "_context(())\n"
-        "plain = list(fs._forkserver._preload_modules)\n"
         "import curate.cli\n"
-        "_context(('curate.minhash_preload',))\n"
-        "print(plain, list(fs._forkserver._preload_modules))\n"
+        "from curate.executor import LocalExecutor\n"
+        "probe = \"sorted(m for m in ('curate.cli', 'click', 'rich', 'curate.minhash') if m in __import__('sys').modules)\"\n"
+        "with LocalExecutor(2, [], ('curate.minhash_preload',)) as ex:\n"
+        "    loaded = ex.call(eval, probe)  # in a pool process\n"
+        "    print(list(fs._forkserver._preload_modules), loaded)\n"
     )
-    assert fresh_python(code).split("] [") == [
-        "['curate.worker_preload'",
-        "'curate.worker_preload', 'curate.cli', 'curate.minhash_preload']\n",
-    ]
+    assert fresh_python(code).strip() == "['curate.worker_preload', 'curate.minhash_preload'] ['curate.minhash']"
 
 
 def test_tasks_report_where_they_ran_and_their_process_peak_memory():
@@ -183,6 +181,30 @@ def test_the_main_process_leaves_stages_with_set_up_to_a_started_pool():
         assert helps()  # loaded here already
     with LocalExecutor(1, []) as ex:
         assert _main_helps(ex, heavy)()
+
+
+def test_the_main_process_waits_for_a_forkserver_that_loads_only_this_stage():
+    """A stage whose resources the forkserver preloads, alone in the recipe (curate dedup's
+    MinHash kernels): the main process does not set it up while the pool starts (the forkserver,
+    started first, is ready sooner). Beside a stage with other preloads (the forkserver loads
+    more), or without preloads of its own (pool processes set up after the fork), it does."""
+    from curate.pipeline import _main_helps
+    from curate.recipe import load_plugins
+    from curate.registry import get_stage
+
+    load_plugins([PLUGIN])
+    minhash = get_stage("dedup.minhash")()
+    exact = get_stage("dedup.exact")()
+    rewrite = get_stage("rewrite.lexicon")()
+    plugin = get_stage("test.unpicklable_setup")()
+    assert minhash.preload and rewrite.preload and not plugin.preload
+    for key in [(s.name, s.model_dump_json()) for s in (minhash, plugin)]:
+        _READY.pop(key, None)
+    with LocalExecutor(2, [PLUGIN]) as ex:  # the pool not started yet
+        assert not _main_helps(ex, minhash, [exact, minhash])()
+        assert _main_helps(ex, minhash, [exact, minhash, rewrite])()
+        assert _main_helps(ex, plugin, [plugin, minhash])()
+        assert _main_helps(ex, exact, [exact, minhash])()  # nothing to load
 
 
 def test_a_small_job_starts_no_pool_and_a_stage_with_its_own_threads_runs_here(workdir):

@@ -282,8 +282,9 @@ def test_jsonl_lines_longer_than_a_read_block(workdir: Path):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_line_splitting_does_not_depend_on_the_read_block(monkeypatch: pytest.MonkeyPatch, seed: int):
-    """_lines yields views into each block and joins lines that straddle blocks: the same lines as
-    bytes.split, whatever the block size (empty lines kept, no empty line after a final newline)."""
+    """_chunks cuts the input into runs of whole lines, joining lines that straddle blocks, and
+    _split_lines splits them: the same lines as bytes.split, whatever the block size (empty lines
+    kept, no empty line after a final newline)."""
     import io
     import random
 
@@ -297,8 +298,12 @@ def test_line_splitting_does_not_depend_on_the_read_block(monkeypatch: pytest.Mo
         want.pop()
     for block in (1, 2, 3, 7, 64, 1000, 1 << 22):
         monkeypatch.setattr(curate.io, "_BLOCK", block)
-        assert [bytes(line) for line in curate.io._lines(io.BytesIO(data))] == want, block
-        assert [bytes(line) for line in curate.io._lines(io.BytesIO(data + b"tail"), len(data))] == want, block
+
+        def lines(fh, size=-1):
+            return [bytes(line) for chunk in curate.io._chunks(fh, size) for line in curate.io._split_lines(chunk)]
+
+        assert lines(io.BytesIO(data)) == want, block
+        assert lines(io.BytesIO(data + b"tail"), len(data)) == want, block
 
 
 @pytest.mark.parametrize("seed", range(3))
