@@ -7,8 +7,10 @@ byte, and a text with no match is returned unchanged.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +103,9 @@ class Rewriter:
                 else:  # ANY: also inflected forms, matched by lemma (utilised -> used)
                     self._by_lemma[e.source.lower()] = e
         self._phrases.sort(key=lambda p: -len(p[0]))
+        self._phrase_starts: dict[str, list[int]] = {}  # first word -> phrases, in the order above
+        for rank, (tokens, _) in enumerate(self._phrases):
+            self._phrase_starts.setdefault(tokens[0], []).append(rank)
         self._triggers, self._stems = self._trigger_words()
         # a phrase can only match a text holding every one of its words ("common" alone is in a
         # third of web pages; "common man" in few)
@@ -150,6 +155,36 @@ class Rewriter:
     def nlp(self) -> Any:
         return load_nlp(self.spacy_model)
 
+    @functools.cached_property
+    def _ner(self) -> Any:
+        """The pipeline's NER, when it can run on its own after the rest (its own embedding, as in
+        en_core_web_sm, not a listener of a shared tok2vec): texts are then parsed without it and
+        it runs on a text only when a name matters (_is_person). Else None: NER runs with the rest."""
+        nlp = self.nlp
+        if "ner" not in nlp.pipe_names:
+            return None
+        for _, proc in nlp.pipeline:
+            if "ner" in getattr(proc, "listening_components", ()):
+                return None
+        return nlp.get_pipe("ner")
+
+    def _parse(self, texts: Iterable[str], batch_size: int = 64) -> Iterator[Any]:
+        return self.nlp.pipe(texts, batch_size=batch_size, disable=["ner"] if self._ner is not None else [])
+
+    def _is_person(self, tok: Any) -> bool:
+        """Whether ``tok`` is part of a person's name: the NER says PERSON and the token or a
+        neighbour is name-shaped (_name_shaped). The NER (half of the parse's time) runs on the
+        token's text the first time the answer can be yes: most texts that need a parse never
+        ask about a name-shaped token (the job posts: 2x faster), and their output is that of a
+        full parse, except where the NER called a lowercase word a person ("pronoun",
+        "“fresh”" in the samples), which this does not follow."""
+        doc = tok.doc
+        if not any(_name_shaped(t) for t in doc[max(tok.i - 1, 0) : tok.i + 2]):
+            return False
+        if self._ner is not None and not doc.has_annotation("ENT_IOB"):
+            self._ner(doc)
+        return tok.ent_type_ == "PERSON"
+
     def plural(self, noun: str) -> str:
         low = noun.lower()
         for sing, plur in (("woman", "women"), ("man", "men"), ("person", "persons")):
@@ -165,7 +200,7 @@ class Rewriter:
     # -- public API -------------------------------------------------------------
 
     def rewrite(self, text: str, doc: Any = None) -> tuple[str, list[Edit]]:
-        doc = doc if doc is not None else self.nlp(text)
+        doc = doc if doc is not None else next(iter(self._parse([text])))
         edits = self.propose(doc)
         out = text
         for e in sorted(edits, key=lambda e: e.start, reverse=True):
@@ -175,7 +210,7 @@ class Rewriter:
     def rewrite_many(self, texts: list[str], batch_size: int = 64) -> list[tuple[str, list[Edit]]]:
         out: list[Any] = [None if self.may_change(t) else (t, []) for t in texts]
         short = [i for i, t in enumerate(texts) if out[i] is None and len(t) <= CHUNK_CHARS]
-        for i, doc in zip(short, self.nlp.pipe((texts[i] for i in short), batch_size=batch_size)):
+        for i, doc in zip(short, self._parse((texts[i] for i in short), batch_size)):
             out[i] = self.rewrite(texts[i], doc)
         for i, text in enumerate(texts):
             if out[i] is None:
@@ -233,19 +268,26 @@ class Rewriter:
     # -- nouns --------------------------------------------------------------------
 
     def _match_phrases(self, doc: Any):
+        """Phrase entries matched on lowercase tokens, longest first, then left to right; a
+        token belongs to one match at most, and none inside a person's name."""
         lowered = [t.lower_ for t in doc]
+        found = []  # (rank in self._phrases, start): the phrases that occur, found from their first word
+        for i, word in enumerate(lowered):
+            for rank in self._phrase_starts.get(word, ()):
+                tokens = self._phrases[rank][0]
+                if tuple(lowered[i : i + len(tokens)]) == tokens:
+                    found.append((rank, i))
         taken: set[int] = set()
-        for tokens, entry in self._phrases:
+        for rank, i in sorted(found):
+            tokens, entry = self._phrases[rank]
             n = len(tokens)
-            for i in range(len(doc) - n + 1):
-                if tuple(lowered[i : i + n]) == tokens and not taken & set(range(i, i + n)):
-                    if any(doc[j].ent_type_ == "PERSON" for j in range(i, i + n)):
-                        continue
-                    taken.update(range(i, i + n))
-                    yield i, i + n, entry
+            if taken & set(range(i, i + n)) or any(self._is_person(doc[j]) for j in range(i, i + n)):
+                continue
+            taken.update(range(i, i + n))
+            yield i, i + n, entry
 
     def _allowed(self, tok: Any, entry: Entry) -> bool:
-        if tok.ent_type_ == "PERSON":
+        if self._is_person(tok):
             return False  # never inside a person's name ("Mr Newman", "Ellen Chairman")
         prev = tok.nbor(-1) if tok.i > 0 else None
         if prev is not None and prev.lower_ in TITLES:
@@ -256,7 +298,7 @@ class Rewriter:
             tok.pos_ == "PROPN"
             and tok.i + 1 < len(tok.doc)
             and tok.nbor(1).pos_ == "PROPN"
-            and tok.nbor(1).ent_type_ == "PERSON"
+            and self._is_person(tok.nbor(1))
         ):
             return False  # part of a multi-token name
         nxt = tok.nbor(1) if tok.i + 1 < len(tok.doc) else None
@@ -288,11 +330,14 @@ class Rewriter:
 
     def _pronouns(self, doc: Any, generic_heads: set[int], edits: dict[int, Edit]) -> None:
         consumed: set[int] = set()
+        sent_starts: list[int] | None = None  # the sentences' first tokens, found once per text
         for tok in doc:
             low = tok.lower_
             if low not in PRONOUNS or tok.idx in edits or tok.i in consumed:
                 continue
-            if not self._refers_to_generic(tok, generic_heads):
+            if sent_starts is None:
+                sent_starts = [s.start for s in doc.sents]
+            if not self._refers_to_generic(tok, generic_heads, sent_starts):
                 continue
             pair = self._coordinated_pair(tok)
             if pair is not None:  # "he or she" -> "they"
@@ -321,7 +366,7 @@ class Rewriter:
             return tok, doc[tok.i + 2]
         return None
 
-    def _refers_to_generic(self, pron: Any, generic_heads: set[int]) -> bool:
+    def _refers_to_generic(self, pron: Any, generic_heads: set[int], sent_starts: list[int] | None = None) -> bool:
         """Resolve the pronoun to a person mention in this sentence or the two before.
 
         Mentions: named people (NER PERSON, or a name after a title), nouns the
@@ -331,32 +376,46 @@ class Rewriter:
         Anna); other pronouns take the nearest mention. Only a generic
         antecedent turns the pronoun into "they".
         """
-        sents = list(pron.doc.sents)
-        idx = next(i for i, s in enumerate(sents) if s.start <= pron.i < s.end)
-        window_start = sents[max(0, idx - 2)].start
-        mentions = []  # (is_subject, is_generic), nearest first
+        starts = sent_starts if sent_starts is not None else [s.start for s in pron.doc.sents]
+        idx = bisect.bisect_right(starts, pron.i) - 1  # the pronoun's sentence
+        window_start = starts[max(0, idx - 2)]
+        # the mentions are looked at nearest first, and no farther than the one that decides
+        # (farther tokens may then need no NER at all, see _is_person)
+        nearest = None
+        for is_subject, generic in self._mentions(pron, window_start, generic_heads):
+            if nearest is None:
+                nearest = generic
+                if PRONOUNS[pron.lower_][1] != "subj":
+                    return generic
+            if is_subject:
+                return generic
+        return bool(nearest)
+
+    def _mentions(self, pron: Any, window_start: int, generic_heads: set[int]) -> Iterator[tuple[bool, bool]]:
+        """The person mentions before ``pron`` back to ``window_start``, nearest first, as
+        (is_subject, is_generic)."""
+        doc = pron.doc
         for i in range(pron.i - 1, window_start - 1, -1):
-            t = pron.doc[i]
+            t = doc[i]
             subject = t.dep_ in ("nsubj", "nsubjpass")
             if i in generic_heads:
                 plural = t.tag_ in ("NNS", "NNPS") and not t.lower_.endswith(("man", "woman"))
-                mentions.append((subject, not plural and not _describes_named_person(t)))
-            elif t.ent_type_ == "PERSON" or (
-                t.pos_ == "PROPN" and (subject or (i > 0 and pron.doc[i - 1].lower_ in TITLES))
-            ):
+                yield subject, not plural and not self._describes_named_person(t)
+            elif (t.pos_ == "PROPN" and (subject or (i > 0 and doc[i - 1].lower_ in TITLES))) or self._is_person(t):
                 # a named person (a proper-noun subject the NER missed counts too: "Anna met ...")
-                mentions.append((subject or (t.head.dep_ in ("nsubj", "nsubjpass") and t.head.i != i), False))
+                yield subject or (t.head.dep_ in ("nsubj", "nsubjpass") and t.head.i != i), False
             elif t.pos_ == "NOUN" and t.lower_ in GENERIC_PERSONS and t.tag_ == "NN":
-                mentions.append((subject, True))
+                yield subject, True
             elif t.lower_ in ("someone", "somebody", "anyone", "anybody", "everyone", "everybody", "nobody", "whoever"):
-                mentions.append((subject, True))
-        if not mentions:
-            return False
-        if PRONOUNS[pron.lower_][1] == "subj":
-            for is_subject, generic in mentions:
-                if is_subject:
-                    return generic
-        return mentions[0][1]
+                yield subject, True
+
+    def _describes_named_person(self, noun: Any) -> bool:
+        """A noun used as the predicate or apposition of a named person."""
+        if noun.dep_ == "appos" and self._is_person(noun.head):
+            return True
+        if noun.dep_ in ("attr", "acomp", "oprd"):
+            return any(c.dep_ in ("nsubj", "nsubjpass") and self._is_person(c) for c in noun.head.children)
+        return any(c.dep_ == "appos" and self._is_person(c) for c in noun.children)
 
     def _agree(self, subj: Any, edits: dict[int, Edit]) -> None:
         """Third-person singular verbs whose subject became "they" take the plural form."""
@@ -403,15 +462,6 @@ def _inflect_like(tok: Any, lemma: str) -> str:
     return forms[0] if forms else lemma
 
 
-def _describes_named_person(noun: Any) -> bool:
-    """A noun used as the predicate or apposition of a named person."""
-    if noun.dep_ == "appos" and noun.head.ent_type_ == "PERSON":
-        return True
-    if noun.dep_ in ("attr", "acomp", "oprd"):
-        return any(c.dep_ in ("nsubj", "nsubjpass") and c.ent_type_ == "PERSON" for c in noun.head.children)
-    return any(c.dep_ == "appos" and c.ent_type_ == "PERSON" for c in noun.children)
-
-
 def _neutral(tok: Any) -> str:
     low = tok.lower_
     if low == "her":
@@ -428,6 +478,16 @@ def _match_case(original: str, new: str) -> str:
     if original[:1].isupper():
         return new[:1].upper() + new[1:]
     return new
+
+
+# Closed word classes: a token tagged so is no name even when capitalised ("Each", "The", "We")
+_CLOSED_TAGS = frozenset("DT PDT PRP PRP$ WDT WP WP$ IN CC TO MD EX RP POS UH".split())
+
+
+def _name_shaped(tok: Any) -> bool:
+    """A proper noun, or a capitalised word not of a closed class ("Tomasz" tagged NN at a
+    sentence's start counts)."""
+    return tok.tag_ in ("NNP", "NNPS") or (tok.text[:1].isupper() and tok.tag_ not in _CLOSED_TAGS)
 
 
 CHUNK_CHARS = 50_000
