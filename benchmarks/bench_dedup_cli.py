@@ -13,7 +13,8 @@ the report; ``--id-field id`` only so kept records can be matched to the
 gold), and each peer through benchmarks/dedup_contenders.py. Wall time
 includes interpreter start, imports, reading the JSONL and writing the kept
 records. Runs are interleaved (round 1 of every contender, then round 2, ...)
-and the median is reported with every run's seconds. Peak memory is the
+and the median is reported with every run's seconds; the contenders that take
+seconds (curate, rensa) run --quick-repeats times a round, the others once. Peak memory is the
 largest process's (os.wait4's ru_maxrss: the child and its descendants).
 
 Quality: precision, recall and F1 against the corpus's gold at the
@@ -87,7 +88,12 @@ def score(removed: set[str], gold: list[dict], key: str) -> dict:
     return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0}
 
 
-def bench(folder: Path, names: list[str], repeats: int, peers: str, work: Path) -> dict:
+# contenders that take seconds, not minutes: run this many times a round (more runs for the same
+# cost, so their median is less at the mercy of a noisy second on this shared machine)
+QUICK = ("curate", "rensa", "rensa2")
+
+
+def bench(folder: Path, names: list[str], repeats: int, peers: str, work: Path, quick: int = 1) -> dict:
     corpus = folder / "corpus.jsonl"
     gold = [json.loads(line) for line in open(folder / "gold.jsonl")]
     all_ids = [json.loads(line)["id"] for line in open(corpus)]
@@ -95,14 +101,15 @@ def bench(folder: Path, names: list[str], repeats: int, peers: str, work: Path) 
     stage_seconds: list[dict] = []
     for rnd in range(repeats):
         for name in names:
-            out = work / name
-            shutil.rmtree(out, ignore_errors=True)
-            wall, rss = run_timed(command(name, corpus, out, peers))
-            runs[name].append((wall, rss))
-            print(f"  round {rnd + 1} {name:<11} {wall:7.2f} s {rss:7.0f} MB", flush=True)
-            if name == "curate":
-                stats = json.loads((out / "stats.json").read_text())
-                stage_seconds.append({s["stage"]: s["seconds"] for s in stats["stages"]} | {"_wall": wall})
+            for _ in range(quick if name in QUICK else 1):
+                out = work / name
+                shutil.rmtree(out, ignore_errors=True)
+                wall, rss = run_timed(command(name, corpus, out, peers))
+                runs[name].append((wall, rss))
+                print(f"  round {rnd + 1} {name:<11} {wall:7.2f} s {rss:7.0f} MB", flush=True)
+                if name == "curate":
+                    stats = json.loads((out / "stats.json").read_text())
+                    stage_seconds.append({s["stage"]: s["seconds"] for s in stats["stages"]} | {"_wall": wall})
     rows = {}
     for name in names:
         walls = [w for w, _ in runs[name]]
@@ -134,6 +141,7 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=100_000)
     ap.add_argument("--small-docs", type=int, default=10_000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quick-repeats", type=int, default=3, help=f"runs a round of {', '.join(QUICK)}")
     ap.add_argument(
         "--peers-python", help="a Python with datatrove and Data-Juicer (default: made in benchmarks/.venv-peers)"
     )
@@ -142,10 +150,10 @@ def main() -> None:
     names = args.only.split(",")
     peers = peers_python(args.peers_python) if {"datatrove", "datajuicer"} & set(names) else ""
     work = DATA / "dedup_cli_runs"
-    result = {"threshold": THRESHOLD, "repeats": args.repeats}
+    result = {"threshold": THRESHOLD, "repeats": args.repeats, "quick_repeats": args.quick_repeats}
     for label, docs in (("small", args.small_docs), ("large", args.docs)):
         print(f"{docs:,} records", flush=True)
-        result[label] = bench(ensure(docs), names, args.repeats, peers, work)
+        result[label] = bench(ensure(docs), names, args.repeats, peers, work, args.quick_repeats)
     shutil.rmtree(work, ignore_errors=True)
     write_result("dedup_cli", result)
 
