@@ -649,7 +649,7 @@ def _read_jsonl(
                 # field if one is named, nothing else, nothing to reject) is decoded in one call
                 # and mapped column-wise; such lines map to exactly what the per-line path makes.
                 if lineno == 0 and chunk[:3] == _BOM:
-                    chunk = chunk[3:]  # a UTF-8 byte order mark (Windows editors) is no part of the first record
+                    chunk = bytes(chunk[3:])  # a UTF-8 byte order mark (Windows editors) is no part of the first record
                 if (rows := plain.rows(chunk, lineno + 1)) is not None:
                     lineno += len(rows["text"])
                     yield from c.extend(rows)
@@ -704,15 +704,21 @@ class _PlainBlocks:
         self.label = label
         self.max_chars = max_record_bytes // 4  # a text this short cannot exceed the limit in UTF-8
         self.max_bytes = max_record_bytes
+        self.misses = 0  # chunks in a row that were not plain
 
-    def rows(self, chunk: bytes, first: int) -> dict[str, list] | None:
+    # an input whose chunks keep holding other fields (meta) stops being tried: a chunk whose
+    # last line is the odd one out would otherwise be decoded twice every time
+    GIVE_UP = 3
+
+    def rows(self, chunk: bytes | memoryview, first: int) -> dict[str, list] | None:
         """The chunk's records as columns, its first line being line ``first``; None when any line
         of it needs the per-line path."""
-        if not self.ok or len(chunk) > self.MAX_CHUNK:
+        if not self.ok or len(chunk) > self.MAX_CHUNK or self.misses >= self.GIVE_UP:
             return None
         try:
-            records = list(map(self.decode, chunk.split(b"\n")))
+            records = list(map(self.decode, _split_lines(chunk)))
         except (msgspec.DecodeError, RecursionError):
+            self.misses += 1
             return None
         texts = [r.t for r in records]
         for t in texts:
@@ -728,12 +734,15 @@ class _PlainBlocks:
             ids = [i if type(i) is str else str(i) for i in ids]
         else:
             ids = [record_id(s, t) for s, t in zip(sources, texts)]
+        self.misses = 0
         return {"id": ids, "text": texts, "source": sources, "meta": ["{}"] * len(texts)}
 
 
-def _chunks(fh: io.BufferedIOBase, size: int = -1) -> Iterator[bytes]:
+def _chunks(fh: io.BufferedIOBase, size: int = -1) -> Iterator[bytes | memoryview]:
     """The content of ``fh`` in runs of whole lines (no final newline), reading ``size`` bytes (all
-    when -1) in 4 MiB blocks. A final line without newline comes too."""
+    when -1) in 4 MiB blocks. A final line without newline comes too. A run within one block
+    comes as a view of it from its start (no copy: copying cost long records more than reading
+    them column-wise saved), one that joins a line spanning blocks as bytes."""
     pending: list[bytes] = []  # the start of a line that spans blocks
     # read1: one read from the stream below, so a corrupt compressed stream fails only after
     # every line decompressed before the damage was yielded
@@ -753,7 +762,7 @@ def _chunks(fh: io.BufferedIOBase, size: int = -1) -> Iterator[bytes]:
             yield b"".join(pending)
             pending = []
         else:
-            yield block[:end]
+            yield memoryview(block)[:end]
         if end + 1 < len(block):
             pending.append(block[end + 1 :])
     last = b"".join(pending)
@@ -761,15 +770,17 @@ def _chunks(fh: io.BufferedIOBase, size: int = -1) -> Iterator[bytes]:
         yield last
 
 
-def _split_lines(chunk: bytes) -> Iterator[memoryview]:
-    """The lines of a chunk as views of it (no copy: a third faster than bytes objects for 2 KB lines)."""
-    view = memoryview(chunk)
-    find = chunk.find
+def _split_lines(chunk: bytes | memoryview) -> Iterator[memoryview]:
+    """The lines of a chunk as views of it (no copy: a third faster than bytes objects for 2 KB
+    lines). A memoryview chunk is one from _chunks: a view of its block from the block's start."""
+    base = chunk.obj if isinstance(chunk, memoryview) else chunk
+    view = memoryview(base)
+    find, end = base.find, len(chunk)
     start = 0
-    while (end := find(b"\n", start)) >= 0:
-        yield view[start:end]
-        start = end + 1
-    yield view[start:]
+    while (nl := find(b"\n", start, end)) >= 0:
+        yield view[start:nl]
+        start = nl + 1
+    yield view[start:end]
 
 
 def _read_json_array(c: _Collector, path: Path, label: str) -> Batches:

@@ -129,14 +129,15 @@ def test_plain_record_chunks_read_as_the_per_line_path_reads_them(body, id_field
         def read() -> list[tuple[pl.DataFrame, pl.DataFrame]]:
             return list(cio.read_input(spec, "in.jsonl", max_record_bytes, 4))
 
-        saved_block, saved_rows = cio._BLOCK, cio._PlainBlocks.rows
+        saved_block, saved_rows, saved_give_up = cio._BLOCK, cio._PlainBlocks.rows, cio._PlainBlocks.GIVE_UP
         cio._BLOCK = block
+        cio._PlainBlocks.GIVE_UP = 10**9  # keep trying every chunk, however many were not plain
         try:
             fast = read()
             cio._PlainBlocks.rows = lambda self, chunk, first: None
             slow = read()
         finally:
-            cio._BLOCK, cio._PlainBlocks.rows = saved_block, saved_rows
+            cio._BLOCK, cio._PlainBlocks.rows, cio._PlainBlocks.GIVE_UP = saved_block, saved_rows, saved_give_up
     assert len(fast) == len(slow)
     for (kept_a, rej_a), (kept_b, rej_b) in zip(fast, slow):
         assert kept_a.equals(kept_b) and rej_a.equals(rej_b)
@@ -165,3 +166,26 @@ def test_plain_record_chunks_take_the_column_path():
             cio._PlainBlocks.rows = rows
     assert calls == [True]
     assert kept["id"].to_list() == [str(i) for i in range(50)] and kept["source"][7] == "in:8" and rejected.is_empty()
+
+
+def test_an_input_with_other_fields_stops_trying_the_column_path(monkeypatch: pytest.MonkeyPatch):
+    """Records with meta fields never take the column path: after GIVE_UP chunks in a row that
+    were not plain, the rest of the input is not decoded twice."""
+    import curate.io as cio
+
+    decoded = []
+    monkeypatch.setattr(cio, "_BLOCK", 64)
+    real = cio._PlainBlocks.__init__
+
+    def init(self, *args):
+        real(self, *args)
+        decode = self.decode
+        self.decode = lambda line: decoded.append(1) or decode(line)
+
+    monkeypatch.setattr(cio._PlainBlocks, "__init__", init)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "in.jsonl"
+        path.write_bytes(b"".join(json.dumps({"text": f"record {i}", "n": i}).encode() + b"\n" for i in range(200)))
+        (kept, _), *_ = cio.read_input(cio.InputSpec(path=str(path)), "in", 1 << 20, 1000)
+    assert len(kept) == 200 and kept["meta"][5] == '{"n":5}'
+    assert len(decoded) == cio._PlainBlocks.GIVE_UP  # one failed line a chunk, then no more tries
