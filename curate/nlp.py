@@ -68,6 +68,38 @@ def load_spacy(name: str | os.PathLike, **kwargs: Any) -> Any:
     return nlp
 
 
+def import_inflect() -> Any:
+    """``import inflect`` without typeguard's instrumentation.
+
+    inflect 7 decorates its engine's methods with typeguard's ``@typechecked``, which at import
+    re-parses inflect's 4,000-line source once per decorated method: 2.9 s a process here, the
+    largest part of the rewriter's start. typeguard documents ``@typechecked`` as a no-op under
+    ``python -O``; it is made one while inflect is imported (the checks only raise on arguments
+    of the wrong type, and curate passes strings), so the engine's answers are the same, and
+    every call is cheaper too.
+    """
+    if "inflect" in sys.modules:
+        return sys.modules["inflect"]
+    try:
+        import typeguard
+    except ImportError:  # an inflect without typeguard: nothing to skip
+        import inflect
+
+        return inflect
+    checked = typeguard.typechecked
+    typeguard.typechecked = _not_checked
+    try:
+        import inflect
+    finally:
+        typeguard.typechecked = checked
+    return inflect
+
+
+def _not_checked(target: Any = None, **_options: Any) -> Any:
+    """typeguard.typechecked as a no-op, for both ``@typechecked`` and ``@typechecked(...)``."""
+    return target if target is not None else (lambda fn: fn)
+
+
 def drop_unused_embedders(nlp: Any) -> Any:
     """Remove a shared ``tok2vec``/``transformer`` that no loaded component listens to.
 

@@ -351,3 +351,19 @@ def test_the_attribute_ruler_by_table_gives_the_matchers_annotations(monkeypatch
     monkeypatch.setattr(curate.nlp, "_table_key", lambda pattern: ("the", None))  # every rule on "the"
     assert not speed_up_attribute_ruler(wrong)
     assert annotations(wrong) == annotations(plain)
+
+
+def test_inflect_without_typeguard_answers_as_inflect_does():
+    """curate.nlp.import_inflect skips typeguard's instrumentation of inflect (2.9 s of imports a
+    process): the same plurals and articles as a plain `import inflect`, and typeguard's own
+    decorator is left as it was."""
+    from .conftest import fresh_python
+
+    words = "chairperson firefighter person woman mailman hour university FBI agent ox index cactus".split()
+    ask = f"e = inflect.engine(); print([(e.plural_noun(w), e.a(w)) for w in {words!r}])"
+    plain = fresh_python(f"import inflect\n{ask}")
+    ours = fresh_python(
+        "import typeguard\nbefore = typeguard.typechecked\nfrom curate.nlp import import_inflect\n"
+        f"inflect = import_inflect()\nassert typeguard.typechecked is before\n{ask}"
+    )
+    assert ours == plain and "an hour" in ours

@@ -86,9 +86,9 @@ class Rewriter:
     spacy_model: str = DEFAULT_SPACY_MODEL
 
     def __post_init__(self) -> None:
-        import inflect
+        from curate.nlp import import_inflect
 
-        self._inflect = inflect.engine()
+        self._inflect = import_inflect().engine()
         self._single: dict[str, tuple[Entry, bool]] = {}  # lowercase form -> (entry, is_plural)
         self._by_lemma: dict[str, Entry] = {}
         self._phrases: list[tuple[tuple[str, ...], Entry]] = []
