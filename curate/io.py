@@ -690,6 +690,9 @@ class _PlainBlocks:
     # a chunk is a read block's complete lines (4 MiB); one this large holds a record spanning
     # blocks, likely to be rejected as too large: not worth a decode that is then thrown away
     MAX_CHUNK = 4 * _BLOCK
+    # an input whose chunks keep holding other fields (meta) stops being tried: a chunk whose
+    # last line is the odd one out would otherwise be decoded twice every time
+    GIVE_UP = 3
 
     def __init__(self, spec: InputSpec, label: str, max_record_bytes: int):
         fields: list[Any] = [("t", str)]
@@ -705,10 +708,6 @@ class _PlainBlocks:
         self.max_chars = max_record_bytes // 4  # a text this short cannot exceed the limit in UTF-8
         self.max_bytes = max_record_bytes
         self.misses = 0  # chunks in a row that were not plain
-
-    # an input whose chunks keep holding other fields (meta) stops being tried: a chunk whose
-    # last line is the odd one out would otherwise be decoded twice every time
-    GIVE_UP = 3
 
     def rows(self, chunk: bytes | memoryview, first: int) -> dict[str, list] | None:
         """The chunk's records as columns, its first line being line ``first``; None when any line

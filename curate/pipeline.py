@@ -322,14 +322,9 @@ class Runner:
 
             import_in_background()
         if self.recipe.report:
+            from curate.report import prepare_in_background
 
-            def prepare_report() -> None:
-                with contextlib.suppress(Exception):  # a failure happens again in build_report, reported
-                    from curate.report import _template
-
-                    _template()
-
-            threading.Thread(target=prepare_report, daemon=True, name="curate-report-prepare").start()
+            prepare_in_background()
 
     def _ingest(self, ex: LocalExecutor, stage_dir: Path) -> list[str]:
         if (stage_dir / SUCCESS).exists():

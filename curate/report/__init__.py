@@ -11,9 +11,11 @@ must not. Charts are inline SVG written directly (charts.py), no matplotlib.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
+import threading
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -42,13 +44,25 @@ def build_report(run_dir: str | Path) -> dict[str, Path]:
 @functools.cache
 def _template() -> Any:
     """The compiled HTML template (jinja2's import and the compile: 0.15-0.2 s a process; the
-    runner has it made in a thread while it waits on the pool, see Runner._prepare_after_stages)."""
+    runner has it made while it waits on the pool, see prepare_in_background)."""
     import jinja2
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters["n"] = lambda v: f"{v:,}" if isinstance(v, int) else v
     env.filters["pct"] = lambda v: f"{100 * v:.1f}%"
     return env.from_string(TEMPLATE.read_text(encoding="utf-8"))
+
+
+def prepare_in_background() -> None:
+    """Compile the template in a thread now, while the run's stages work in the pool and the
+    main process waits on them, instead of after them (as curate.validate.import_in_background
+    does for Great Expectations); a failure here is left to happen again in build_report."""
+
+    def work() -> None:
+        with contextlib.suppress(Exception):
+            _template()
+
+    threading.Thread(target=work, daemon=True, name="curate-report-prepare").start()
 
 
 # ---------------------------------------------------------------------------

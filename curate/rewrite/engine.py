@@ -366,7 +366,7 @@ class Rewriter:
             return tok, doc[tok.i + 2]
         return None
 
-    def _refers_to_generic(self, pron: Any, generic_heads: set[int], sent_starts: list[int] | None = None) -> bool:
+    def _refers_to_generic(self, pron: Any, generic_heads: set[int], sent_starts: list[int]) -> bool:
         """Resolve the pronoun to a person mention in this sentence or the two before.
 
         Mentions: named people (NER PERSON, or a name after a title), nouns the
@@ -376,9 +376,8 @@ class Rewriter:
         Anna); other pronouns take the nearest mention. Only a generic
         antecedent turns the pronoun into "they".
         """
-        starts = sent_starts if sent_starts is not None else [s.start for s in pron.doc.sents]
-        idx = bisect.bisect_right(starts, pron.i) - 1  # the pronoun's sentence
-        window_start = starts[max(0, idx - 2)]
+        idx = bisect.bisect_right(sent_starts, pron.i) - 1  # the pronoun's sentence (its first token's index)
+        window_start = sent_starts[max(0, idx - 2)]
         # the mentions are looked at nearest first, and no farther than the one that decides
         # (farther tokens may then need no NER at all, see _is_person)
         nearest = None

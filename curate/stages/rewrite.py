@@ -83,13 +83,14 @@ class LexiconRewrite(Stage):
         texts = batch["text"].to_list()
         results = rewriter.rewrite_many(texts, self.batch_size)
         undone = [False] * len(texts)
+        decided = 0
         if REVIEW_COLUMN in batch.columns:  # a reviewer undid a record's rewrites (curate review)
+            reviewed = [json.loads(v or "[]") for v in batch[REVIEW_COLUMN].to_list()]
             undone = [
-                any(
-                    d["action"] == "rewrite_undo" and d.get("text_sha") == text_digest(t) for d in json.loads(v or "[]")
-                )
-                for t, v in zip(texts, batch[REVIEW_COLUMN].to_list())
+                any(d["action"] == "rewrite_undo" and d.get("text_sha") == text_digest(t) for d in ds)
+                for t, ds in zip(texts, reviewed)
             ]
+            decided = sum(len(ds) for ds in reviewed)
             results = [(t, []) if undo else r for t, r, undo in zip(texts, results, undone)]
         counters: Counter = Counter()
         edits_col, audit = [], []
@@ -101,10 +102,8 @@ class LexiconRewrite(Stage):
             audit.append("rewrite.lexicon:undone by review" if undo else entry)
         if any(undone):
             counters["review.rewrites_undone"] = sum(undone)
-        if REVIEW_COLUMN in batch.columns:  # decisions made on another version of the text are not applied
-            decided = sum(1 for v in batch[REVIEW_COLUMN].to_list() for d in json.loads(v or "[]"))
-            if decided > sum(undone):
-                counters["review.stale"] = decided - sum(undone)
+        if decided > sum(undone):  # decisions made on another version of the text are not applied
+            counters["review.stale"] = decided - sum(undone)
         new_texts = texts if self.dry_run else [out for out, _ in results]
         out = batch.with_columns(pl.Series("rewrites", edits_col, dtype=_EDITS))
         if self.keep_original:
