@@ -307,7 +307,11 @@ def set_up(stage: Stage) -> Stage:
     """
     key = _ready_key(stage)
     if not loads_something(stage):  # no need to wait for another stage's set-up
-        return _READY.get(key) or _READY.setdefault(key, stage.model_copy())
+        if key not in _READY:
+            ready = stage.model_copy()
+            ready.setup()  # nothing, or milliseconds (Stage.setup_is_light)
+            _READY.setdefault(key, ready)
+        return _READY[key]
     with _READY_LOCK:
         if key not in _READY:
             ready = stage.model_copy()
@@ -321,8 +325,9 @@ def _ready_key(stage: Stage) -> tuple[str, str]:
 
 
 def loads_something(stage: Stage) -> bool:
-    """Whether ``stage`` has a set-up (models, kernels, engines) to load before its first task."""
-    return type(stage).setup is not Stage.setup
+    """Whether ``stage`` has a set-up (models, kernels, engines) to load before its first task,
+    one that takes more than milliseconds (Stage.setup_is_light)."""
+    return type(stage).setup is not Stage.setup and not stage.setup_is_light()
 
 
 def ready_here(stage: Stage) -> bool:

@@ -99,6 +99,12 @@ class Stage(BaseModel):
     def setup(self) -> None:
         """Load heavy resources. Called once per worker before the first batch."""
 
+    def setup_is_light(self) -> bool:
+        """Whether setup() costs next to nothing in this process now (its resources load in
+        milliseconds, e.g. kernels compiled ahead of time): the runner then treats the stage
+        like one without a set-up (any process takes its tasks, setting it up as it goes)."""
+        return False
+
     def resources(self) -> dict[str, str]:
         """What decides this stage's output beyond its parameters, as hashes: the content of files
         it reads (profiles, models) and keyed check values of secrets (never the secret). Part of

@@ -13,7 +13,7 @@ import pytest
 import xxhash
 from datasketch.lsh import _optimal_param
 
-from curate import minhash
+from curate import minhash, minhash_kernels
 from curate.errors import RecipeError
 from curate.recipe import load_recipe
 from curate.stages.dedup import MinHashDedup
@@ -68,9 +68,9 @@ def test_xxh32_kernel_equals_xxhash(seed: int):
     text = ("héllo wörld 東京 " * 20).encode()
     data = np.frombuffer(text + b"\0\0\0", np.uint8)  # fill_words reads 3 bytes past the end
     words = np.zeros(len(text), np.uint32)
-    minhash.fill_words(data, len(text), words)
+    minhash_kernels.fill_words(data, len(text), words)
     for length in range(0, 70):
-        got = minhash.xxh32(data, words, 3, 3 + length, seed)
+        got = minhash_kernels.xxh32(data, words, 3, 3 + length, seed)
         assert got == xxhash.xxh32_intdigest(bytes(data[3 : 3 + length]), seed)
 
 
@@ -79,9 +79,9 @@ def test_xxh32_pair_equals_xxhash_on_both_inputs(seed: int):
     text = ("héllo wörld 東京 " * 20).encode()
     data = np.frombuffer(text + b"\0\0\0", np.uint8)
     words = np.zeros(len(text), np.uint32)
-    minhash.fill_words(data, len(text), words)
+    minhash_kernels.fill_words(data, len(text), words)
     for length in range(0, 70):
-        first, second = minhash.xxh32_pair(data, words, 3, 40, length, seed)
+        first, second = minhash_kernels.xxh32_pair(data, words, 3, 40, length, seed)
         assert first == xxhash.xxh32_intdigest(bytes(data[3 : 3 + length]), seed)
         assert second == xxhash.xxh32_intdigest(bytes(data[40 : 40 + length]), seed)
 
@@ -122,32 +122,49 @@ def test_kernel_start_up_skips_the_blas_probe_and_leaves_imports_working():
 
 
 def test_kernel_warm_up_loads_the_versions_a_run_uses(tmp_path: Path):
-    """What the forkserver loads (warmup_kernels, numpy only) is every kernel in the argument
-    types of a real run: keys() and decide() afterwards compile or load nothing more (a read-only
-    array is a separate numba version, 10 ms to load in each pool process)."""
-    code = (
-        "from pathlib import Path\n"
-        "import polars as pl\n"
-        "from curate import minhash\n"
-        "from curate.io import write_blobs\n"
-        "from curate.stages.dedup import MinHashDedup\n"
-        "minhash.warmup_kernels()\n"
-        "names = ['shingle_hashes', 'minhash_signatures', 'band_hashes', 'bucket_edges', 'pair_jaccard',"
-        " 'connected_components']\n"
-        "kernels = [getattr(minhash, name) for name in names]\n"
+    """Under numba's JIT, what the forkserver loads (warmup_kernels, numpy only) is every kernel in
+    the argument types of a real run: keys() and decide() afterwards compile or load nothing more
+    (a read-only array is a separate numba version, 10 ms to load in each pool process)."""
+    code = "import os\nos.environ['CURATE_KERNELS'] = 'jit'\n" + _RUN_KEYS_AND_DECIDE.replace(
+        "# before",
+        "names = ['shingle_hashes', 'minhash_signatures', 'band_hashes',"
+        " 'bucket_edges', 'pair_jaccard', 'connected_components']\n"
+        "kernels = [getattr(minhash.kernels(), name) for name in names]\n"
         "loaded = {k.__name__: list(k.signatures) for k in kernels}\n"
-        "assert all(loaded.values()), loaded\n"
-        "stage = MinHashDedup(num_perm=16, threshold=0.5)\n"
-        "text = ['the quick brown fox jumps over the lazy dog'] * 3 + ['a b c d e f g h', '']\n"
-        "batch = pl.DataFrame({'id': [str(i) for i in range(5)], 'text': text})\n"
-        "keys = stage.keys(batch).with_columns(pl.int_range(5, dtype=pl.Int64).alias('_order'))\n"
-        "keys = write_blobs(keys, 'shingles', Path('k.shingles.bin'))  # as keys_task stores them\n"
-        "decisions = stage.decide(keys.lazy(), batch.lazy())\n"
-        "assert len(decisions.rejects) == 2, decisions.rejects\n"
-        "after = {k.__name__: list(k.signatures) for k in kernels}\n"
-        "assert after == loaded, (loaded, after)\n"
+        "assert all(loaded.values()), loaded\n",
+    ).replace(
+        "# after",
+        "after = {k.__name__: list(k.signatures) for k in kernels}\nassert after == loaded, (loaded, after)\n",
     )
     fresh_python(code, cwd=tmp_path)
+
+
+def test_ahead_of_time_kernels_run_without_numba(tmp_path: Path):
+    """With the ahead-of-time build (the default where it builds: here), a process runs the
+    stage's keys() and decide() without importing numba (0.7-0.9 s of CPU per process)."""
+    code = "import os, sys\nos.environ['CURATE_KERNELS'] = 'aot'\n" + _RUN_KEYS_AND_DECIDE.replace(
+        "# after", "assert 'numba' not in sys.modules, 'numba was imported'\n"
+    )
+    fresh_python(code, cwd=tmp_path)
+
+
+_RUN_KEYS_AND_DECIDE = (
+    "from pathlib import Path\n"
+    "import polars as pl\n"
+    "from curate import minhash\n"
+    "from curate.io import write_blobs\n"
+    "from curate.stages.dedup import MinHashDedup\n"
+    "minhash.warmup_kernels()\n"
+    "# before\n"
+    "stage = MinHashDedup(num_perm=16, threshold=0.5)\n"
+    "text = ['the quick brown fox jumps over the lazy dog'] * 3 + ['a b c d e f g h', '']\n"
+    "batch = pl.DataFrame({'id': [str(i) for i in range(5)], 'text': text})\n"
+    "keys = stage.keys(batch).with_columns(pl.int_range(5, dtype=pl.Int64).alias('_order'))\n"
+    "keys = write_blobs(keys, 'shingles', Path('k.shingles.bin'))  # as keys_task stores them\n"
+    "decisions = stage.decide(keys.lazy(), batch.lazy())\n"
+    "assert len(decisions.rejects) == 2, decisions.rejects\n"
+    "# after\n"
+)
 
 
 def test_shingle_hashes_round_trip_through_the_keys_column(tmp_path: Path):

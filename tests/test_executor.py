@@ -183,16 +183,18 @@ def test_the_main_process_leaves_stages_with_set_up_to_a_started_pool():
         assert _main_helps(ex, heavy)()
 
 
-def test_the_main_process_waits_for_a_forkserver_that_loads_only_this_stage():
+def test_the_main_process_waits_for_a_forkserver_that_loads_only_this_stage(monkeypatch: pytest.MonkeyPatch):
     """A stage whose resources the forkserver preloads, alone in the recipe (curate dedup's
-    MinHash kernels): the main process does not set it up while the pool starts (the forkserver,
-    started first, is ready sooner). Beside a stage with other preloads (the forkserver loads
-    more), or without preloads of its own (pool processes set up after the fork), it does."""
+    MinHash kernels under numba's JIT): the main process does not set it up while the pool
+    starts (the forkserver, started first, is ready sooner). Beside a stage with other preloads
+    (the forkserver loads more), or without preloads of its own (pool processes set up after the
+    fork), it does."""
     from curate.pipeline import _main_helps
     from curate.recipe import load_plugins
     from curate.registry import get_stage
 
     load_plugins([PLUGIN])
+    monkeypatch.setattr(get_stage("dedup.minhash"), "setup_is_light", lambda self: False)  # as under the JIT
     minhash = get_stage("dedup.minhash")()
     exact = get_stage("dedup.exact")()
     rewrite = get_stage("rewrite.lexicon")()
@@ -205,6 +207,27 @@ def test_the_main_process_waits_for_a_forkserver_that_loads_only_this_stage():
         assert _main_helps(ex, minhash, [exact, minhash, rewrite])()
         assert _main_helps(ex, plugin, [plugin, minhash])()
         assert _main_helps(ex, exact, [exact, minhash])()  # nothing to load
+
+
+def test_the_main_process_helps_with_a_stage_whose_set_up_is_light():
+    """dedup.minhash with its kernels compiled ahead of time (built on this machine by now):
+    set-up takes milliseconds, so the main process takes its tasks like a stage without one,
+    and sets it up (loads the kernels) as it goes."""
+    from curate import kernels
+    from curate.executor import loads_something
+    from curate.pipeline import _main_helps
+    from curate.registry import get_stage
+
+    minhash = get_stage("dedup.minhash")()
+    exact = get_stage("dedup.exact")()
+    kernels.load("curate.minhash_kernels")
+    assert kernels.compiled_ahead("curate.minhash_kernels")
+    assert minhash.setup_is_light() and not loads_something(minhash)
+    with LocalExecutor(2, []) as ex:
+        assert _main_helps(ex, minhash, [exact, minhash])()
+        ex.start()
+        assert ex._pool_ready.wait(60)
+        assert _main_helps(ex, minhash, [exact, minhash])()
 
 
 def test_a_small_job_starts_no_pool_and_a_stage_with_its_own_threads_runs_here(workdir):

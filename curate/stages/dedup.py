@@ -1,8 +1,10 @@
 """Deduplication stages. Global stages: a per-shard key map, then one reduce over keys.
 
-curate.minhash (numba) is imported where it is used, not here: validating a recipe or
-starting the CLI does not pay numba's 0.2 s import; a run loads it in the pool's forkserver
-(curate.minhash_preload), and in the main process only if that runs the stage's tasks itself.
+curate.minhash is imported where it is used, not here: validating a recipe or starting the
+CLI does not load its kernels. Compiled ahead of time (curate.kernels) they load in milliseconds
+wherever a task needs them; under numba's JIT (0.7-0.9 s a process) a run loads them in the
+pool's forkserver (curate.minhash_preload), and in the main process only if that runs the
+stage's tasks itself.
 """
 
 from __future__ import annotations
@@ -177,6 +179,13 @@ class MinHashDedup(GlobalStage):
         from curate import minhash
 
         minhash.warmup()
+
+    def setup_is_light(self) -> bool:
+        """With the kernels compiled ahead of time (built on this machine already), set-up takes
+        milliseconds: the main process then takes the stage's tasks too."""
+        from curate import kernels
+
+        return kernels.compiled_ahead("curate.minhash_kernels")
 
     @property
     def band_rows(self) -> tuple[int, int]:
