@@ -202,7 +202,18 @@ def _compile(module: str, out_dir: str) -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pycc's pending-deprecation notice: the JIT is the fallback
-        from numba.pycc import CC
+        from numba.pycc import CC, compiler
+
+    class _Flags(compiler.Flags):
+        """pycc's flags, releasing the GIL around each kernel (as ``nogil=True`` does under the
+        JIT): threads of the process run while a kernel does (the decide phase's thread pool,
+        the runner's feeder thread); pycc's own flags hold it."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.release_gil = True
+
+    compiler.Flags = _Flags
 
     source = importlib.import_module(module)
     cc = CC(_extension_name(module))

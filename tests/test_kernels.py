@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -186,3 +188,39 @@ def test_kernel_wrappers_hand_over_the_compiled_types():
     assert np.array_equal(minhash.band_hashes(strided, 2, 4), minhash.band_hashes(sig, 2, 4))
     with pytest.raises(TypeError):
         minhash.connected_components(4, np.array([0.5]), np.array([1.0]))
+
+
+def test_ahead_of_time_kernels_release_the_gil():
+    """Like ``nogil=True`` under the JIT, a kernel compiled ahead of time lets the process's other
+    threads run while it does (the decide phase spreads pair_jaccard over threads; the runner's
+    feeder thread hands out tasks meanwhile): a counting thread keeps counting through the call,
+    at the pace it counts while this thread sleeps (holding the GIL, it would stand still but
+    for one switch interval, 5 ms of a call of hundreds)."""
+    k = kernels.load(minhash.KERNELS)
+    assert kernels.compiled_ahead(minhash.KERNELS)
+    rng = np.random.default_rng(0)
+    hashes = rng.integers(0, 2**32, 600_000, dtype=np.uint32)
+    off = np.arange(0, 600_001, 300, dtype=np.int64)
+    u, v = rng.integers(0, 2000, (2, 200_000), dtype=np.int64)
+    stop = threading.Event()
+    counts = [0]
+
+    def count() -> None:
+        while not stop.is_set():
+            counts[0] += 1
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    try:
+        before, t0 = counts[0], time.perf_counter()
+        time.sleep(0.2)
+        pace = (counts[0] - before) / (time.perf_counter() - t0)
+        before, t0 = counts[0], time.perf_counter()
+        k.pair_jaccard(hashes, off, u, v)  # the kernel itself, called directly
+        seconds = time.perf_counter() - t0
+        during = counts[0] - before
+    finally:
+        stop.set()
+        counter.join()
+    assert seconds > 0.1, seconds  # long enough for one switch interval not to count
+    assert during > 0.3 * pace * seconds, (during, pace, seconds)
