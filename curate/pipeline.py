@@ -215,10 +215,11 @@ class Runner:
             parts = self._ingest(ex, self.run_dir / dirs[0])
             waits_ahead = not small
             for stage, d, prev in zip(self.plan.stages, dirs[1:], dirs):
-                if waits_ahead and _pool_only(stage):
-                    # this process waits on the pool from here on: what comes after the stages
-                    # prepares in that wait, not after them (Great Expectations' 3-5 s import,
-                    # the report's modules and template, 0.3-0.5 s)
+                if waits_ahead and (_pool_only(stage) or stage is self.plan.stages[-1]):
+                    # this process waits on the pool from here on, or the last stage starts
+                    # (with waits of its own: the pool's share of its tasks, a global decide):
+                    # what comes after the stages prepares meanwhile, not after them (Great
+                    # Expectations' 3-5 s import, the report's modules and template, 0.3-0.5 s)
                     self._prepare_after_stages()
                     waits_ahead = False
                 stage_dir = self.run_dir / d

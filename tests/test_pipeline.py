@@ -224,3 +224,33 @@ def test_sigkill_mid_run_then_resume_gives_identical_bytes(workdir: Path):
     assert ref.keys() == resumed.keys()
     assert [k for k in ref if ref[k] != resumed[k]] == []
     assert json.loads((workdir / "runs/killed/manifest.json").read_text())["resumed"] == 1
+
+
+def test_the_report_prepares_while_the_last_stage_runs(workdir: Path, monkeypatch: pytest.MonkeyPatch):
+    """Where no stage leaves the main process waiting on the pool (curate dedup, its kernels
+    compiled ahead of time: the main process takes MinHash tasks too), the report's modules and
+    template still prepare while the last stage runs, not after the stages."""
+    import curate.pipeline as pipeline
+    import curate.report as report
+
+    events: list[str] = []
+    monkeypatch.setattr(pipeline, "SMALL_JOB_BYTES", 0)  # a pool, as for a large input
+    monkeypatch.setattr(report, "prepare_in_background", lambda: events.append("prepare"))
+    monkeypatch.setattr(pipeline, "_pool_only", lambda stage: False)  # as dedup.minhash with its kernels built
+    stage_run = pipeline.Runner._global_stage
+
+    def spy(self, ex, stage, *args):
+        events.append(stage.name)
+        return stage_run(self, ex, stage, *args)
+
+    monkeypatch.setattr(pipeline.Runner, "_global_stage", spy)
+    run(
+        {
+            "input": corpus(workdir),
+            "stages": ["dedup.exact", {"stage": "dedup.minhash", "num_perm": 16}],
+            "run": {"workers": 2, "shard_size": 100},
+            "report": True,
+        }
+    )
+    assert events == ["dedup.exact", "prepare", "dedup.minhash"]
+    assert (workdir / "runs" / "t" / "report.html").exists()
