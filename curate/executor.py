@@ -305,7 +305,7 @@ def set_up(stage: Stage) -> Stage:
     from_pretrained swaps torch.nn.init functions process-wide while it loads; two at once can
     leave them disabled).
     """
-    key = _ready_key(stage)
+    key = ready_key(stage)
     if not loads_something(stage):  # no need to wait for another stage's set-up
         if key not in _READY:
             ready = stage.model_copy()
@@ -320,21 +320,28 @@ def set_up(stage: Stage) -> Stage:
         return _READY[key]
 
 
-def _ready_key(stage: Stage) -> tuple[str, str]:
+def ready_key(stage: Stage) -> tuple[str, str]:
     return (stage.name, stage.model_dump_json())
 
 
 def loads_something(stage: Stage) -> bool:
     """Whether ``stage`` has a set-up (models, kernels, engines) to load before its first task,
     one that takes more than milliseconds (Stage.setup_is_light)."""
-    return type(stage).setup is not Stage.setup and not stage.setup_is_light()
+    return has_setup(stage) and not stage.setup_is_light()
+
+
+def has_setup(stage: Stage) -> bool:
+    """Whether ``stage`` has a set-up at all (Stage.setup overridden), light or not."""
+    return type(stage).setup is not Stage.setup
 
 
 def ready_here(stage: Stage) -> bool:
     """Whether this process runs ``stage`` without loading anything: the stage has no set-up,
-    or this process has set it up already. The runner lets the main process help with such
-    stages' tasks only (see LocalExecutor.map)."""
-    return not loads_something(stage) or _ready_key(stage) in _READY
+    or this process has set it up already (a light one too: the first task of a process that
+    has not also pays that process's first use of what the set-up warms, where a pool process
+    has it from the forkserver). The runner lets the main process help with such stages' tasks
+    only (see LocalExecutor.map)."""
+    return not has_setup(stage) or ready_key(stage) in _READY
 
 
 # ---------------------------------------------------------------------------

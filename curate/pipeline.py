@@ -45,6 +45,7 @@ from curate.executor import (
     LocalExecutor,
     apply_task,
     decide_task,
+    has_setup,
     ingest_task,
     keys_task,
     load_done,
@@ -614,12 +615,12 @@ def _pool_only(stage: Stage) -> bool:
 
 
 def _set_up_in_background(stages: list[Stage]) -> None:
-    """Set up (executor.set_up) the stages that load something, in order, in a thread of this
+    """Set up (executor.set_up) the stages that have a set-up, in order, in a thread of this
     process: compiled kernels, spaCy and Presidio load while the main thread ingests and runs the
     stages before them. The main thread's own set_up() of a stage waits for this one's (a lock)
     and then shares it. A set-up that fails here is left to fail again where the stage runs, so
     its error is reported there, in the run's words."""
-    todo = [s for s in stages if loads_something(s)]
+    todo = [s for s in stages if has_setup(s)]
     if not todo:
         return
 
@@ -645,6 +646,12 @@ def _main_helps(ex: LocalExecutor, stage: Stage, stages: Iterable[Stage] = ()) -
     before this process would be, and a second set-up only takes CPU from it (``curate dedup``'s
     compiled kernels on 2 cores: 0.2-0.3 s later, and 110 MB more here).
     """
+    if not loads_something(stage):
+        # no set-up, or a light one (Stage.setup_is_light): once set up here, or while the pool
+        # starts (setting it up then). Not otherwise: a pool process has the set-up's first-use
+        # costs from the forkserver, this process would pay them on a core the pool uses
+        # (curate dedup's MinHash: 0.2 s of CPU, and 30 MB)
+        return lambda: ready_here(stage) or not ex.pool_ready()
     own = set(stage.preload)
     if own and not any(m not in own for s in stages if s is not stage for m in s.preload):
         return lambda: ready_here(stage)

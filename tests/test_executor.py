@@ -209,10 +209,11 @@ def test_the_main_process_waits_for_a_forkserver_that_loads_only_this_stage(monk
         assert _main_helps(ex, exact, [exact, minhash])()  # nothing to load
 
 
-def test_the_main_process_helps_with_a_stage_whose_set_up_is_light():
+def test_a_stage_whose_set_up_is_light_is_left_to_a_started_pool_unless_set_up_here():
     """dedup.minhash with its kernels compiled ahead of time (built on this machine by now):
-    set-up takes milliseconds, so the main process takes its tasks like a stage without one,
-    and sets it up (loads the kernels) as it goes."""
+    its set-up takes milliseconds, so the main process helps while the pool starts (setting it
+    up as it goes), but leaves it to a started pool unless set up here already (a pool process
+    has the first-use costs from the forkserver; here they would take CPU from the pool)."""
     from curate import kernels
     from curate.executor import loads_something
     from curate.pipeline import _main_helps
@@ -223,11 +224,15 @@ def test_the_main_process_helps_with_a_stage_whose_set_up_is_light():
     kernels.load("curate.minhash_kernels")
     assert kernels.compiled_ahead("curate.minhash_kernels")
     assert minhash.setup_is_light() and not loads_something(minhash)
+    _READY.pop(("dedup.minhash", minhash.model_dump_json()), None)
     with LocalExecutor(2, []) as ex:
-        assert _main_helps(ex, minhash, [exact, minhash])()
+        helps = _main_helps(ex, minhash, [exact, minhash])
+        assert helps()  # the pool is starting
         ex.start()
         assert ex._pool_ready.wait(60)
-        assert _main_helps(ex, minhash, [exact, minhash])()
+        assert not helps()
+        set_up(minhash)
+        assert helps()
 
 
 def test_a_small_job_starts_no_pool_and_a_stage_with_its_own_threads_runs_here(workdir):
