@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -317,7 +318,12 @@ def test_export_train_loader_and_report_read_only_record_parts_after_a_global_st
     assert len(load_records("runs/t")) == n
     res = CliRunner().invoke(main, ["export", "runs/t", "-o", "exp", "--splits", "train=1.0"])
     assert res.exit_code == 0 and f"train {n:,}" in res.output
-    assert build_report("runs/t")["html"].exists()
+    html = build_report("runs/t")["html"].read_text()
+    # the example clusters show their members' sources and (masked) previews, read from ingest
+    assert html.count("Example cluster of") >= 1
+    sources = {f"g.jsonl:{i}" for i in range(1, 21)}
+    shown = set(re.findall(r"g\.jsonl:\d+", html.split("Example cluster of", 1)[1]))
+    assert shown and shown <= sources
 
 
 def test_extract_regex_fields_feed_templates_and_reject_misses():
