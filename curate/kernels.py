@@ -76,6 +76,13 @@ def compiled_ahead(module: str) -> bool:
     return mode() != "jit" and _paths(module)[0].exists()
 
 
+def build_failure(module: str) -> str | None:
+    """What the failed ahead-of-time build of ``module`` on this machine said (kept from its
+    attempt), or None where it did not fail."""
+    failed = _paths(module)[1]
+    return failed.read_text(encoding="utf-8") if failed.exists() else None
+
+
 def _is_jit(kernels: Any, module: str) -> bool:
     return getattr(kernels, "__name__", None) == module
 

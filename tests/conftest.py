@@ -28,6 +28,18 @@ def run(recipe: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     return Runner(load_recipe(recipe), **kwargs).run()
 
 
+def need_aot_kernels() -> None:
+    """Skip unless the MinHash kernels run compiled ahead of time here (curate.kernels): the build
+    needs a C compiler and Python's headers, and ``CURATE_KERNELS=jit`` turns it off. Without
+    them curate runs numba's JIT, which the other tests cover."""
+    from curate import kernels, minhash
+
+    kernels.load(minhash.KERNELS)
+    if not kernels.compiled_ahead(minhash.KERNELS):
+        why = (kernels.build_failure(minhash.KERNELS) or f"CURATE_KERNELS={kernels.mode()}").strip()
+        pytest.skip(f"no ahead-of-time kernels on this machine: {why.splitlines()[-1]}")
+
+
 def fresh_python(code: str, cwd: Path = REPO) -> str:
     """Run ``code`` in a new interpreter (for what only a fresh process shows: imports, kernel
     loading, the forkserver); fail with its stderr unless it succeeds. Returns its stdout."""

@@ -19,7 +19,7 @@ from curate.recipe import load_recipe
 from curate.stages.dedup import MinHashDedup
 from curate.synth import document
 
-from .conftest import fresh_python, output, rejects, run, stage_stats, write_jsonl
+from .conftest import fresh_python, need_aot_kernels, output, rejects, run, stage_stats, write_jsonl
 
 RNG = random.Random(5)
 BASE = [document(RNG, 200) for _ in range(40)]
@@ -142,6 +142,7 @@ def test_kernel_warm_up_loads_the_versions_a_run_uses(tmp_path: Path):
 def test_ahead_of_time_kernels_run_without_numba(tmp_path: Path):
     """With the ahead-of-time build (the default where it builds: here), a process runs the
     stage's keys() and decide() without importing numba (0.7-0.9 s of CPU per process)."""
+    need_aot_kernels()
     code = "import os, sys\nos.environ['CURATE_KERNELS'] = 'aot'\n" + _RUN_KEYS_AND_DECIDE.replace(
         "# after", "assert 'numba' not in sys.modules, 'numba was imported'\n"
     )

@@ -9,7 +9,7 @@ import pytest
 
 from curate.executor import _READY, LocalExecutor, set_up
 
-from .conftest import PLUGIN, fresh_python, output, run, write_jsonl
+from .conftest import PLUGIN, fresh_python, need_aot_kernels, output, run, write_jsonl
 
 
 def slow_pid(i: int) -> dict:
@@ -214,15 +214,13 @@ def test_a_stage_whose_set_up_is_light_is_left_to_a_started_pool_unless_set_up_h
     its set-up takes milliseconds, so the main process helps while the pool starts (setting it
     up as it goes), but leaves it to a started pool unless set up here already (a pool process
     has the first-use costs from the forkserver; here they would take CPU from the pool)."""
-    from curate import kernels
     from curate.executor import loads_something
     from curate.pipeline import _main_helps
     from curate.registry import get_stage
 
     minhash = get_stage("dedup.minhash")()
     exact = get_stage("dedup.exact")()
-    kernels.load("curate.minhash_kernels")
-    assert kernels.compiled_ahead("curate.minhash_kernels")
+    need_aot_kernels()
     assert minhash.setup_is_light() and not loads_something(minhash)
     _READY.pop(("dedup.minhash", minhash.model_dump_json()), None)
     with LocalExecutor(2, []) as ex:
