@@ -30,6 +30,7 @@ import functools
 import hashlib
 import importlib.machinery
 import importlib.util
+import logging
 import os
 import platform
 import subprocess
@@ -41,6 +42,7 @@ from types import ModuleType
 from typing import Any
 
 MODES = ("auto", "aot", "jit")
+log = logging.getLogger(__name__)
 _BUILD_TIMEOUT_S = 900
 _loaded: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -182,6 +184,7 @@ def _build(module: str, so: Path, failed: Path) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process building it: wait, then use its build
         if so.exists() or failed.exists():
             return
+        log.warning("compiling %s for this machine's CPU, once (20-40 s; later runs load it in a millisecond)", module)
         with tempfile.TemporaryDirectory(dir=so.parent, prefix=".build-") as tmp:
             code = f"from curate.kernels import _compile; _compile({module!r}, {tmp!r})"
             try:
