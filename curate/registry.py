@@ -101,8 +101,10 @@ class Stage(BaseModel):
 
     def setup_is_light(self) -> bool:
         """Whether setup() costs next to nothing in this process now (its resources load in
-        milliseconds, e.g. kernels compiled ahead of time): the runner then treats the stage
-        like one without a set-up (any process takes its tasks, setting it up as it goes)."""
+        milliseconds, e.g. kernels compiled ahead of time). The runner then sets it up without
+        waiting on other stages' set-up, lets the main process take its tasks while the pool
+        starts (setting it up as it goes), and does not count it as a stage the main process
+        only waits on."""
         return False
 
     def resources(self) -> dict[str, str]:
