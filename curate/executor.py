@@ -306,17 +306,13 @@ def set_up(stage: Stage) -> Stage:
     leave them disabled).
     """
     key = ready_key(stage)
-    if not loads_something(stage):  # no need to wait for another stage's set-up
-        if key not in _READY:
-            ready = stage.model_copy()
-            ready.setup()  # nothing, or milliseconds (Stage.setup_is_light)
-            _READY.setdefault(key, ready)
-        return _READY[key]
-    with _READY_LOCK:
+    # a stage with no set-up or a light one (Stage.setup_is_light) need not wait for another
+    # stage's set-up; two concurrent light set-ups cost milliseconds, and the first one is kept
+    with _READY_LOCK if loads_something(stage) else contextlib.nullcontext():
         if key not in _READY:
             ready = stage.model_copy()
             ready.setup()
-            _READY[key] = ready
+            _READY.setdefault(key, ready)
         return _READY[key]
 
 

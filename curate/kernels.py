@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import importlib
 import importlib.machinery
 import importlib.util
 import logging
@@ -106,13 +107,11 @@ def _load(module: str) -> Any:
                 raise KernelBuildError(f"{so} does not load: {e}") from e
             return _jit(module)
     if how == "aot":
-        raise KernelBuildError(f"building {module} ahead of time failed (kept in {failed}):\n{failed.read_text()}")
+        raise KernelBuildError(f"building {module} ahead of time failed (kept in {failed}):\n{build_failure(module)}")
     return _jit(module)
 
 
 def _jit(module: str) -> ModuleType:
-    import importlib
-
     return importlib.import_module(module)
 
 
@@ -207,7 +206,6 @@ def _build(module: str, so: Path, failed: Path) -> None:
 
 def _compile(module: str, out_dir: str) -> None:
     """In the build process: compile every kernel of ``module.EXPORTS`` for this CPU into ``out_dir``."""
-    import importlib
     import warnings
 
     with warnings.catch_warnings():

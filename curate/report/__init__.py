@@ -268,12 +268,9 @@ def _example_clusters(run_dir: Path, ingest_dir: str, dedup: dict, scrubber) -> 
     )
     members = clusters.filter(pl.col("cluster").is_in(biggest["cluster"].implode())).sort("cluster", "_order")
     # ids are stable from ingest on (and unique): only the members' rows are read, not every text
-    parts = sorted((run_dir / ingest_dir).glob("part-*.parquet"))
-    texts = (
-        pl.scan_parquet(parts).select("id", "source", "text").filter(pl.col("id").is_in(members["id"].implode()))
-        if parts
-        else pl.LazyFrame(schema={"id": pl.String, "source": pl.String, "text": pl.String})
-    ).collect()
+    parts = sorted((run_dir / ingest_dir).glob("part-*.parquet"))  # clusters of records: ingest has parts
+    member = pl.col("id").is_in(members["id"].implode())
+    texts = pl.scan_parquet(parts).select("id", "source", "text").filter(member).collect()
     members = members.join(texts, on="id", how="left")
     previews = _previews(members["text"].fill_null("").to_list(), scrubber)
     out: dict[str, dict] = {}
