@@ -152,26 +152,29 @@ class _StageCommand(click.Command):
         stage = getattr(self.callback, "__curate_stage__", None)
         if stage is not None and not getattr(self, "_stage_params_added", False):
             self._stage_params_added = True
-            self.params.extend(_stage_params(stage))
+            self.params.extend(_stage_params(stage, getattr(self.callback, "__curate_defaults__", {})))
         return super().get_params(ctx)
 
 
 main.command_class = _StageCommand
 
 
-def _stage_options(stage_name: str):
+def _stage_options(stage_name: str, **defaults: Any):
     """Mark a command as taking ``stage_name``'s recipe keys as options (`--threshold 0.8` ==
-    `threshold: 0.8`); _StageCommand adds them when the command is used."""
+    `threshold: 0.8`); _StageCommand adds them when the command is used. ``defaults``: keys whose
+    default differs for this command from the recipe's (always passed to the stage)."""
 
     def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
         fn.__curate_stage__ = stage_name  # type: ignore[attr-defined]
+        fn.__curate_defaults__ = defaults  # type: ignore[attr-defined]
         return fn
 
     return mark
 
 
-def _stage_params(stage_name: str) -> list[click.Parameter]:
-    """Click options mirroring a stage's recipe parameters, in the order the stage declares them."""
+def _stage_params(stage_name: str, defaults: dict[str, Any] | None = None) -> list[click.Parameter]:
+    """Click options mirroring a stage's recipe parameters, in the order the stage declares them;
+    ``defaults`` replace the recipe's defaults for this command (see _stage_options)."""
     import types
     import typing
 
@@ -186,13 +189,14 @@ def _stage_params(stage_name: str) -> list[click.Parameter]:
             if typing.get_origin(ann) in (typing.Union, types.UnionType) and len(args) == 1:
                 ann = args[0]  # Optional[X] -> X: leaving the option out keeps the stage default
             flag = "--" + name.replace("_", "-")
-            default = info.get_default(call_default_factory=True)
+            given = (defaults or {}).get(name)  # the command's own default: passed to the stage
+            default = info.get_default(call_default_factory=True) if given is None else given
             help_text = " ".join((info.description or "").split())
             if default is not None:
                 help_text += f" [default: {str(default).lower() if isinstance(default, bool) else default}]"
-            # default=None everywhere: only options the user gives reach the stage
+            # default=None elsewhere: only options the user gives reach the stage
             if ann is bool:
-                fn = click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text)(fn)
+                fn = click.option(f"{flag}/--no-{flag[2:]}", name, default=given, help=help_text)(fn)
                 continue
             if typing.get_origin(ann) is list:
                 fn = click.option(
@@ -209,7 +213,7 @@ def _stage_params(stage_name: str) -> list[click.Parameter]:
                 kind: Any = click.Choice([str(a) for a in typing.get_args(ann)])
             else:
                 kind = ann if ann in (int, float, str) else str
-            fn = click.option(flag, name, type=kind, default=None, help=help_text)(fn)
+            fn = click.option(flag, name, type=kind, default=given, help=help_text)(fn)
         return fn
 
     def holder() -> None:
@@ -310,9 +314,6 @@ def ingest(ctx: click.Context, **options: Any) -> None:
 @main.command()
 @_input_options
 @click.option(
-    "--exact/--no-exact", default=True, show_default=True, help="Remove exact duplicates (dedup.exact) first."
-)
-@click.option(
     "--semantic",
     type=click.FloatRange(0.0, 1.0, min_open=True),
     default=None,
@@ -320,13 +321,14 @@ def ingest(ctx: click.Context, **options: Any) -> None:
     help="Then also drop paraphrases (dedup.semantic, offline MiniLM embeddings) at this cosine similarity, "
     "e.g. 0.95. Needs torch + transformers (the train extra).",
 )
-@_stage_options("dedup.minhash")
+@_stage_options("dedup.minhash", exact=True)
 @click.pass_context
 @_handle_errors
-def dedup(ctx: click.Context, exact: bool, semantic: float | None, **options: Any) -> None:
-    """Remove exact, then near-duplicate records (dedup.exact + dedup.minhash [+ dedup.semantic]).
+def dedup(ctx: click.Context, semantic: float | None, **options: Any) -> None:
+    """Remove exact, then near-duplicate records (dedup.minhash with its exact pass [+ dedup.semantic]).
 
-    Options mirror the dedup.minhash recipe keys (`curate stages dedup.minhash`).
+    Options mirror the dedup.minhash recipe keys (`curate stages dedup.minhash`); `--no-exact`
+    leaves exact copies to the near-duplicate search (they are rejected as near_duplicate then).
 
     \b
     Example:
@@ -335,7 +337,7 @@ def dedup(ctx: click.Context, exact: bool, semantic: float | None, **options: An
     """
     params = {k: options.pop(k) for k in list(options) if k not in _INPUT_KEYS}
     minhash_stage = {"stage": "dedup.minhash", **{k: v for k, v in params.items() if v is not None}}
-    stages: list[Any] = (["dedup.exact"] if exact else []) + [minhash_stage]
+    stages: list[Any] = [minhash_stage]
     if semantic is not None:
         stages.append({"stage": "dedup.semantic", "threshold": semantic})
     _run_stages(ctx, "dedup", stages, **options)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import polars as pl
 import yaml
 from click.testing import CliRunner
 
@@ -128,11 +129,20 @@ def test_dedup_command_options_mirror_the_recipe(workdir: Path):
     )
     assert res.exit_code == 0, res.output
     stats = json.loads(Path("runs/d/stats.json").read_text())
-    assert [s["stage"] for s in stats["stages"]] == ["ingest", "dedup.exact", "dedup.minhash"]
-    assert [s["rejected"] for s in stats["stages"]] == [0, 1, 1]
+    # the exact pass runs inside dedup.minhash (one pass over the records), on by default here
+    assert [s["stage"] for s in stats["stages"]] == ["ingest", "dedup.minhash"]
+    assert stats["stages"][1]["rejected"] == 2
+    assert stats["stages"][1]["global"]["exact_duplicates"] == 1
+    rejects = pl.read_parquet("runs/d/rejects/01_dedup.minhash.parquet")
+    assert sorted(rejects["reason"].to_list()) == ["exact_duplicate", "near_duplicate"]
     manifest = json.loads(Path("runs/d/manifest.json").read_text())
-    params = manifest["stages"][1]["params"]
+    params = manifest["stages"][0]["params"]
     assert params["threshold"] == 0.7 and params["lowercase"] is False and params["ngram"] == 5
+    assert params["exact"] is True
+    res = invoke("-q", "dedup", "a.jsonl", "--text-field", "body", "-o", "runs/n", "--threshold", "0.7", "--no-exact")
+    assert res.exit_code == 0, res.output
+    rejects = pl.read_parquet("runs/n/rejects/01_dedup.minhash.parquet")
+    assert rejects["reason"].to_list() == ["near_duplicate", "near_duplicate"]  # the copy too, at Jaccard 1
     res = CliRunner().invoke(main, ["dedup", "a.jsonl", "-o", "runs/e", "--bands", "4"])
     assert res.exit_code == 2 and "set both bands and rows" in res.stderr
 

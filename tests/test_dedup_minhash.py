@@ -427,6 +427,42 @@ def test_conservation_with_exact_then_near_dedup(workdir: Path):
     assert stats["records_out"] == 21  # 20 originals + "x" ("" was rejected at ingest)
 
 
+@pytest.mark.parametrize("params", [{}, {"keep": "longest", "on_no_shingles": "reject", "lowercase": False}])
+def test_exact_pass_equals_exact_then_near_dedup(workdir: Path, params: dict):
+    """``exact: true`` (what `curate dedup` runs) decides what dedup.exact followed by
+    dedup.minhash decides: the same records out, the same rejects with the same reasons and
+    duplicate_of, exact duplicates counted as such (also those without shingles)."""
+    rng = random.Random(5)
+    texts = [document(rng, 80) for _ in range(30)]
+    texts += [texts[3], texts[3].upper(), "  " + texts[7].replace(" ", "\n  ") + " ", texts[3] + "  "]
+    texts += [edited(t, 1) for t in texts[10:16]] + [edited(texts[20], 1) + " Plus a closing line."]
+    texts += ["!!!", "!!!", "??", "x y", "X  Y"]
+    rng.shuffle(texts)
+    write_jsonl(workdir / "in.jsonl", [{"text": t} for t in texts])
+    near = {"stage": "dedup.minhash", **params}
+    exact = {"stage": "dedup.exact", "lowercase": params.get("lowercase", True)}
+    common = {"input": ["in.jsonl"], "run": {"workers": 1, "shard_size": 9}}
+    two = run({**common, "stages": [exact, near], "output": {"run_dir": "runs/two"}})
+    one = run({**common, "stages": [{**near, "exact": True}], "output": {"run_dir": "runs/one"}})
+    assert output("runs/one").drop("audit").equals(output("runs/two").drop("audit"))
+    cols = ["id", "reason", "duplicate_of"]
+    both = pl.concat([rejects("runs/two", "01_dedup.exact"), rejects("runs/two", "02_dedup.minhash")], how="diagonal")
+    assert rejects("runs/one", "01_dedup.minhash").select(cols).sort("id").equals(both.select(cols).sort("id"))
+    by_reason = stage_stats(one, "dedup.minhash")["rejected_by_reason"]
+    assert by_reason["exact_duplicate"] == stage_stats(two, "dedup.exact")["rejected"] >= 4
+    assert by_reason["near_duplicate"] >= 6
+    g = stage_stats(one, "dedup.minhash")["global"]
+    assert g["exact_duplicates"] == by_reason["exact_duplicate"]
+    assert g["duplicate_groups"] == stage_stats(two, "dedup.exact")["global"]["duplicate_groups"]
+    # under a distributed executor's split of the decide phase, the same decisions again
+    stage = MinHashDedup(**{k: v for k, v in near.items() if k != "stage"}, exact=True)
+    batch = pl.DataFrame({"id": [f"r{i}" for i in range(len(texts))], "text": texts})
+    keys = stage.keys(batch).with_columns(pl.int_range(0, len(texts), dtype=pl.Int64).alias("_order")).lazy()
+    whole = stage.decide(keys, batch.lazy()).rejects.select(cols).sort("id")
+    split = stage.combine(keys, batch.lazy(), [stage.decide_piece(keys, k, 3) for k in range(3)])
+    assert split.rejects.select(cols).sort("id").equals(whole)
+
+
 def test_recipe_errors():
     base = {"name": "r", "input": ["a.jsonl"]}
     for params, message in (

@@ -45,18 +45,9 @@ class ExactDedup(GlobalStage):
     strip_punctuation: bool = False
     """Ignore punctuation and symbols when comparing."""
 
-    def _normalized(self, text: pl.Series) -> pl.Series:
-        if self.lowercase:
-            text = text.str.to_lowercase()
-        if self.strip_punctuation:
-            text = text.str.replace_all(r"[\p{P}\p{S}]+", "")
-        if self.collapse_whitespace:
-            text = text.str.replace_all(_WHITESPACE_RUN, " ").str.strip_chars()
-        return text
-
     def keys(self, batch: pl.DataFrame) -> pl.DataFrame:
-        hashes = [xxhash.xxh3_64_intdigest(t.encode("utf-8", "surrogatepass")) for t in self._normalized(batch["text"])]
-        return pl.DataFrame({"id": batch["id"], "hash": pl.Series(hashes, dtype=pl.UInt64)})
+        hashes = text_hashes(batch["text"], self.lowercase, self.collapse_whitespace, self.strip_punctuation)
+        return pl.DataFrame({"id": batch["id"], "hash": hashes})
 
     def decide(self, keys: pl.LazyFrame, records: pl.LazyFrame) -> Decisions:
         rejects, groups = self._duplicates(keys)
@@ -78,26 +69,52 @@ class ExactDedup(GlobalStage):
 
     @staticmethod
     def _duplicates(keys: pl.LazyFrame) -> tuple[pl.DataFrame, int]:
-        """Rejects (with ``_order``) for every record whose hash an earlier record has, and the
-        number of hashes shared by 2+ records."""
-        ranked = (
-            keys.select("id", "hash", "_order")
-            .collect()
-            .sort("_order")
-            .with_columns(
-                pl.col("id").first().over("hash").alias("duplicate_of"),
-                pl.len().over("hash").alias("group_size"),
-            )
+        rejects, groups, _ = exact_duplicates(keys, "hash")
+        return rejects, groups
+
+
+def normalized_text(
+    text: pl.Series, lowercase: bool = True, collapse_whitespace: bool = True, strip_punctuation: bool = False
+) -> pl.Series:
+    """The text dedup.exact (and dedup.minhash's ``exact`` pass) compares."""
+    if lowercase:
+        text = text.str.to_lowercase()
+    if strip_punctuation:
+        text = text.str.replace_all(r"[\p{P}\p{S}]+", "")
+    if collapse_whitespace:
+        text = text.str.replace_all(_WHITESPACE_RUN, " ").str.strip_chars()
+    return text
+
+
+def text_hashes(text: pl.Series, *normalization: bool) -> pl.Series:
+    """64-bit xxh3 of each normalised text (``normalization``: normalized_text's flags)."""
+    hashes = [
+        xxhash.xxh3_64_intdigest(t.encode("utf-8", "surrogatepass")) for t in normalized_text(text, *normalization)
+    ]
+    return pl.Series(hashes, dtype=pl.UInt64)
+
+
+def exact_duplicates(keys: pl.LazyFrame, column: str) -> tuple[pl.DataFrame, int, np.ndarray]:
+    """Rejects (with ``_order``) for every record whose ``column`` hash an earlier record has, the
+    number of hashes shared by 2+ records, and a mask of the rejected rows in ``_order`` order."""
+    ranked = (
+        keys.select("id", column, "_order")
+        .collect()
+        .sort("_order")
+        .with_columns(
+            pl.col("id").first().over(column).alias("duplicate_of"),
+            pl.len().over(column).alias("group_size"),
         )
-        dups = ranked.filter(pl.col("id") != pl.col("duplicate_of"))
-        rejects = dups.select(
-            "id",
-            pl.lit("exact_duplicate").alias("reason"),
-            (pl.lit("same normalized text as ") + pl.col("duplicate_of")).alias("detail"),
-            "duplicate_of",
-            "_order",
-        )
-        return rejects, ranked.filter(pl.col("group_size") > 1)["hash"].n_unique()
+    )
+    is_dup = ranked["id"] != ranked["duplicate_of"]
+    rejects = ranked.filter(is_dup).select(
+        "id",
+        pl.lit("exact_duplicate").alias("reason"),
+        (pl.lit("same normalized text as ") + pl.col("duplicate_of")).alias("detail"),
+        "duplicate_of",
+        "_order",
+    )
+    return rejects, ranked.filter(pl.col("group_size") > 1)[column].n_unique(), is_dup.to_numpy()
 
 
 @stage("dedup.minhash")
@@ -123,11 +140,22 @@ class MinHashDedup(GlobalStage):
     tokens at all after normalisation (e.g. only punctuation) have no
     shingles: kept, or rejected as ``no_shingles`` (``on_no_shingles``).
 
+    With ``exact``, records whose normalised text equals an earlier
+    record's are rejected first, as ``dedup.exact`` does (``exact_duplicate``,
+    ``duplicate_of``), from a hash taken in the same pass as the signatures;
+    the near-duplicate search then runs on the rest. Same result as
+    ``dedup.exact`` followed by this stage, without the second pass over the
+    records (what ``curate dedup`` runs).
+
     The global phase reads only band keys (8 bytes per record per band),
     all bands at once under ``memory_budget_mb``, one band at a time above it.
     """
 
     preload = ("curate.minhash_preload",)
+
+    exact: bool = False
+    """First reject exact duplicates (text equal after folding case as ``lowercase`` says and
+    collapsing whitespace) in the same pass, as dedup.exact would; then near-duplicates."""
 
     threshold: float = Field(default=0.8, gt=0.0, le=1.0)
     """Jaccard similarity at or above which two records are near-duplicates."""
@@ -213,6 +241,8 @@ class MinHashDedup(GlobalStage):
         cols: dict[str, Any] = {"id": batch["id"], "n_shingles": pl.Series(np.diff(doc_off), dtype=pl.Int32)}
         cols.update({f"band_{j:03d}": pl.Series(bh[:, j], dtype=pl.UInt64) for j in range(b)})
         cols["shingles"] = binary_column("shingles", hashes, doc_off)
+        if self.exact:
+            cols["exact_hash"] = text_hashes(batch["text"], self.lowercase)
         if self.keep == "longest":
             cols["rank"] = batch["text"].str.len_chars().cast(pl.Float64)
         elif self.keep == "quality":
@@ -224,8 +254,9 @@ class MinHashDedup(GlobalStage):
     def decide(self, keys: pl.LazyFrame, records: pl.LazyFrame) -> Decisions:
         base = self._base(keys)
         n = len(base)
+        exact = self._exact(keys)
         band_cols = [f"band_{j:03d}" for j in range(self.band_rows[0])]
-        packed = self._candidate_edges(keys, band_cols, (base["n_shingles"] > 0).to_numpy(), n)
+        packed = self._candidate_edges(keys, band_cols, self._eligible(base["n_shingles"], exact), n)
         u, v = packed // max(n, 1), packed % max(n, 1)
         # Shingle hashes of every record in a candidate pair: for verification and for the
         # similarity reported with each rejected record. Only these records' hashes are read.
@@ -234,7 +265,7 @@ class MinHashDedup(GlobalStage):
         if self.verify == "exact" and len(packed):
             similar = _pair_jaccard(hashes, hash_off, np.searchsorted(nodes, u), np.searchsorted(nodes, v))
             u, v = u[similar >= self.threshold], v[similar >= self.threshold]
-        return self._finish(keys, base, len(packed), u, v, (nodes, hashes, hash_off))
+        return self._finish(keys, base, len(packed), u, v, (nodes, hashes, hash_off), exact)
 
     # Distributed: a piece is a set of bands (bands are independent); it finds and verifies its
     # bands' candidate pairs, reading only its band columns and its candidates' shingles.
@@ -244,7 +275,7 @@ class MinHashDedup(GlobalStage):
     def decide_piece(self, keys: pl.LazyFrame, piece: int, pieces: int) -> tuple[np.ndarray, np.ndarray]:
         """This piece's candidate pairs (packed as ``u * n + v``, unique) and whether each passed
         verification."""
-        eligible = (keys.select("n_shingles").collect()["n_shingles"] > 0).to_numpy()
+        eligible = self._eligible(keys.select("n_shingles").collect()["n_shingles"], self._exact(keys))
         n = len(eligible)
         band_cols = [f"band_{j:03d}" for j in range(self.band_rows[0]) if j % pieces == piece]
         packed = self._candidate_edges(keys, band_cols, eligible, n)
@@ -264,13 +295,24 @@ class MinHashDedup(GlobalStage):
         passed = np.concatenate([ok for _, ok in partials]) if partials else np.zeros(0, bool)
         packed, first = np.unique(packed, return_index=True)  # a pair found in several pieces' bands
         passed = passed[first]
-        return self._finish(keys, base, len(packed), packed[passed] // n, packed[passed] % n, None)
+        u, v = packed[passed] // n, packed[passed] % n
+        return self._finish(keys, base, len(packed), u, v, None, self._exact(keys))
 
     def _base(self, keys: pl.LazyFrame) -> pl.DataFrame:
         base = keys.select(["_order", "id", "n_shingles"] + (["rank"] if self.keep != "first" else [])).collect()
         if len(base) and not base["_order"].is_sorted():
             raise AssertionError("dedup.minhash: key files were not read in stable order")
         return base
+
+    def _exact(self, keys: pl.LazyFrame) -> tuple[pl.DataFrame, int, np.ndarray] | None:
+        """With ``exact``: its rejects (with ``_order``), duplicate groups and rejected-row mask."""
+        return exact_duplicates(keys, "exact_hash") if self.exact else None
+
+    @staticmethod
+    def _eligible(n_shingles: pl.Series, exact: tuple[pl.DataFrame, int, np.ndarray] | None) -> np.ndarray:
+        """Rows that take part in the near-duplicate search: with shingles, not an exact duplicate."""
+        eligible = (n_shingles > 0).to_numpy()
+        return eligible & ~exact[2] if exact is not None else eligible
 
     def _finish(
         self,
@@ -280,9 +322,11 @@ class MinHashDedup(GlobalStage):
         u: np.ndarray,
         v: np.ndarray,
         loaded: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+        exact: tuple[pl.DataFrame, int, np.ndarray] | None,
     ) -> Decisions:
         """Clusters, rejects and stats from the verified pairs ``u``-``v``. ``loaded``: shingle
-        hashes already read for a superset of the pairs' records (nodes, hashes, offsets)."""
+        hashes already read for a superset of the pairs' records (nodes, hashes, offsets);
+        ``exact``: the exact pass's result (``_exact``), whose rejects come first."""
         from curate import minhash
 
         b, r = self.band_rows
@@ -295,6 +339,9 @@ class MinHashDedup(GlobalStage):
         rejects = cluster_rejects(clusters, "near_duplicate", "near-duplicate of {} (Jaccard {})")
         near_duplicates = len(rejects)
         no_shingles = base.filter(pl.col("n_shingles") == 0)
+        if exact is not None:  # an exact duplicate is rejected as that, even without shingles
+            no_shingles = base.filter((pl.col("n_shingles") == 0) & ~pl.Series(exact[2]))
+            rejects = pl.concat([exact[0].drop("_order"), rejects], how="diagonal_relaxed")
         if self.on_no_shingles == "reject" and len(no_shingles):
             reason = no_shingles.select(
                 "id",
@@ -316,6 +363,8 @@ class MinHashDedup(GlobalStage):
             "no_shingles": len(no_shingles),
             "band_passes": b if self._spill(n, b) else 1,
         }
+        if exact is not None:
+            stats.update(exact_duplicates=len(exact[0]), duplicate_groups=exact[1])
         return Decisions(rejects=rejects, stats=stats, artifacts={"clusters": clusters})
 
     def _spill(self, n: int, bands: int) -> bool:
