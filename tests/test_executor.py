@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 import pytest
 
 from curate.executor import _READY, LocalExecutor, set_up
 
-from .conftest import PLUGIN, fresh_python, need_aot_kernels, output, run, write_jsonl
+from .conftest import PLUGIN, REPO, fresh_python, need_aot_kernels, output, run, write_jsonl
 
 
 def slow_pid(i: int) -> dict:
@@ -96,6 +98,21 @@ def test_pool_processes_do_not_load_the_cli():
         "    print(list(fs._forkserver._preload_modules), loaded)\n"
     )
     assert fresh_python(code).strip() == "['curate.worker_preload', 'curate.minhash_preload'] ['curate.minhash']"
+
+
+def test_only_the_forkserver_exits_without_its_interpreter_teardown():
+    """The forkserver outlives the command by its interpreter's teardown, holding the command's
+    stderr: it ends with os._exit (curate.worker_preload). Only there: imported anywhere else
+    the module leaves the process's exit alone (its exit code included)."""
+    code = (
+        "from curate.executor import LocalExecutor\n"
+        "probe = \"__import__('curate.worker_preload').worker_preload.IN_FORKSERVER\"\n"
+        "with LocalExecutor(2, []) as ex:\n"
+        "    print(ex.call(eval, probe), ex.call(eval, probe, here=True))\n"
+    )
+    assert fresh_python(code).strip() == "True False"
+    done = subprocess.run([sys.executable, "-c", "import sys, curate.worker_preload; sys.exit(3)"], cwd=REPO)
+    assert done.returncode == 3
 
 
 def test_tasks_report_where_they_ran_and_their_process_peak_memory():
