@@ -155,6 +155,24 @@ class _StageCommand(click.Command):
             self.params.extend(_stage_params(stage, getattr(self.callback, "__curate_defaults__", {})))
         return super().get_params(ctx)
 
+    def _stage_help(self) -> None:
+        """A command without help of its own takes its stage's docstring summary, read when the
+        help is shown (the `format` commands: importing their stages cost every start 30 ms)."""
+        stage = getattr(self.callback, "__curate_stage__", None)
+        if self.help is None and stage is not None:
+            from curate.registry import get_stage
+
+            summary = (get_stage(stage).__doc__ or "").strip().splitlines()[0]
+            self.help = f"{summary}\n\nOptions mirror the {stage} recipe keys (`curate stages {stage}`)."
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        self._stage_help()
+        return super().get_short_help_str(limit)
+
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self._stage_help()
+        super().format_help_text(ctx, formatter)
+
 
 main.command_class = _StageCommand
 
@@ -419,10 +437,6 @@ format_group.command_class = _StageCommand
 
 
 def _format_command(verb: str, stage_name: str) -> None:
-    from curate.registry import get_stage
-
-    summary = (get_stage(stage_name).__doc__ or "").strip().splitlines()[0]
-
     @_input_options
     @_stage_options(stage_name)
     @click.pass_context
@@ -432,7 +446,7 @@ def _format_command(verb: str, stage_name: str) -> None:
         stage_params = {"stage": stage_name, **{k: v for k, v in params.items() if v is not None}}
         _run_stages(ctx, verb, [stage_params], **options)
 
-    command.__doc__ = f"{summary}\n\nOptions mirror the {stage_name} recipe keys (`curate stages {stage_name}`)."
+    command.__doc__ = None  # the stage's summary, when the help is shown (_StageCommand._stage_help)
     format_group.command(verb)(command)
 
 
