@@ -15,7 +15,6 @@ to its end (a pipe, `| tee`, CI's log) waited that long for nothing.
 import atexit
 import logging
 import multiprocessing.forkserver
-import os
 import sys
 
 import pyarrow.compute  # noqa: F401  polars imports it on a Series' first build from Arrow (25 ms a process)
@@ -38,13 +37,10 @@ def _in_forkserver() -> bool:
 def _exit_now() -> None:
     """The forkserver's end (its run's main process closed the pipe it waits on): flush what it
     may have to say, then leave. Its forked workers never get here (they end with os._exit)."""
+    from curate._entry import exit_without_teardown
+
     logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(0)
+    exit_without_teardown(0)
 
 
 IN_FORKSERVER = _in_forkserver()

@@ -338,10 +338,11 @@ class MinHashDedup(GlobalStage):
         clusters = self._clusters(base, labels, *loaded)
         rejects = cluster_rejects(clusters, "near_duplicate", "near-duplicate of {} (Jaccard {})")
         near_duplicates = len(rejects)
-        no_shingles = base.filter(pl.col("n_shingles") == 0)
+        no_tokens = pl.col("n_shingles") == 0
         if exact is not None:  # an exact duplicate is rejected as that, even without shingles
-            no_shingles = base.filter((pl.col("n_shingles") == 0) & ~pl.Series(exact[2]))
+            no_tokens &= ~pl.Series(exact[2])
             rejects = pl.concat([exact[0].drop("_order"), rejects], how="diagonal_relaxed")
+        no_shingles = base.filter(no_tokens)
         if self.on_no_shingles == "reject" and len(no_shingles):
             reason = no_shingles.select(
                 "id",
