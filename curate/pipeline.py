@@ -542,10 +542,12 @@ class Runner:
     def _check_unique_ids(self, stage_dir: Path, parts: list[str], done: dict[str, dict]) -> None:
         if not any(spec.id_field for spec in self.recipe.input):
             return  # generated ids hash the source position: unique by construction
-        frames = [pl.read_parquet(stage_dir / f"{p}.parquet", columns=["id", "source"]) for p in parts]
-        if not frames:
+        if not parts:
             return
-        ids = pl.concat(frames)
+        files = [stage_dir / f"{p}.parquet" for p in parts]
+        if not pl.concat([pl.read_parquet(f, columns=["id"]) for f in files])["id"].is_duplicated().any():
+            return  # the common case: the sources (longer strings) are read only to name a duplicate
+        ids = pl.concat([pl.read_parquet(f, columns=["id", "source"]) for f in files])
         dup = ids.filter(pl.col("id").is_duplicated())
         if len(dup):
             first = dup["id"][0]
