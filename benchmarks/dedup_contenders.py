@@ -2,7 +2,7 @@
 
     python benchmarks/dedup_contenders.py NAME CORPUS.jsonl OUT_DIR [--threshold 0.8] [--num-perm 128]
 
-NAME: datasketch | rensa | rensa2 | datatrove | datajuicer | floor. Each reads the JSONL
+NAME: datasketch | rensa | rensa2 | datatrove | datajuicer | floor | floor_guarded. Each reads the JSONL
 corpus (``id``, ``text``), finds near-duplicates at the Jaccard threshold over
 lower-cased word 5-grams and writes the kept records as JSONL under OUT_DIR,
 the way its documentation shows it used:
@@ -18,9 +18,9 @@ the way its documentation shows it used:
 - datajuicer: its own command, ``dj-process --config`` with one
   ``document_minhash_deduplicator`` op (space tokenisation, window 5,
   threshold 0.8, 128 permutations), ``np: 2``.
-- floor: not a peer; curate's algorithm, tokenisation and kernels in a bare
-  script without a run's guarantees (see run_floor), the bound the others
-  are read against.
+- floor, floor_guarded: not peers; curate's algorithm, tokenisation and
+  kernels in a bare script, without a run's guarantees and with those about
+  the records (see run_floor): the bounds the others are read against.
 
 datatrove and Data-Juicer run from their own virtual environment (their
 pins clash with the project's); bench_dedup_cli.py makes it.
@@ -184,42 +184,66 @@ process:
     subprocess.run([str(dj), "--config", str(cfg)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def run_floor(corpus: Path, out: Path, threshold: float, num_perm: int) -> None:
+def run_floor(corpus: Path, out: Path, threshold: float, num_perm: int, guarded: bool = False) -> None:
     """curate's MinHash algorithm with none of a run's guarantees: what this language and these
     kernels cost at the least. polars reads the JSONL in one call (a malformed line fails the
     whole read), two threads sketch (the kernels release the GIL), every band's buckets give
     candidate pairs, kept when their exact shingle Jaccard reaches the threshold, connected
     components keep their first record, polars writes the rest. No quarantine, exact pass,
-    resumable parts, rejects with reasons, stats or report. A bound for the design, not a tool."""
+    resumable parts, rejects with reasons, stats or report. A bound for the design, not a tool.
+
+    ``guarded`` (floor_guarded) adds what `curate dedup`'s defaults promise about the records
+    themselves, done the cheapest way: the CLI's imports, curate's reader (every bad line
+    quarantined with a reason), the exact pass (normalised-text hashes, first copy kept) and
+    the zstd Parquet output. Still no resumable parts, rejects file, stats or report."""
     from concurrent.futures import ThreadPoolExecutor
+
+    if guarded:
+        import curate.cli  # noqa: F401  what the command imports before it starts
 
     import numpy as np
     import polars as pl
 
     from curate import minhash
 
-    df = pl.read_ndjson(corpus, schema={"id": pl.String, "text": pl.String})
-    bands, rows = minhash.optimal_bands(threshold, num_perm, 0.02)  # the stage's choice with exact verification
+    if guarded:
+        from curate.io import InputSpec, read_input
+        from curate.stages.dedup import text_hashes
+
+        spec = InputSpec(path=str(corpus), id_field="id")
+        df = pl.concat([kept for kept, _ in read_input(spec, str(corpus), 16 << 20, 10_000)])
+    else:
+        df = pl.read_ndjson(corpus, schema={"id": pl.String, "text": pl.String})
+    bands, rows = minhash.optimal_bands(threshold, num_perm, 0.02, 0.98)  # the stage's choice with exact verification
     step = -(-len(df) // 8)
 
     def sketch(start: int):
-        sig, hashes, off = minhash.signatures_and_shingles(df["text"].slice(start, step), num_perm)
-        return minhash.band_hashes(sig, bands, rows), hashes, off
+        text = df["text"].slice(start, step)
+        sig, hashes, off = minhash.signatures_and_shingles(text, num_perm)
+        exact = text_hashes(text, True).to_numpy() if guarded else None
+        return minhash.band_hashes(sig, bands, rows), hashes, off, exact
 
     with ThreadPoolExecutor(2) as pool:
         parts = list(pool.map(sketch, range(0, len(df), step)))
+    n = len(df)
+    first_copy = (
+        pl.Series(np.concatenate([p[3] for p in parts])).is_first_distinct().to_numpy() if guarded else np.ones(n, bool)
+    )
     band_keys = np.concatenate([p[0] for p in parts])
     hashes = np.concatenate([p[1] for p in parts])
     ends = np.cumsum([p[2][-1] - p[2][0] for p in parts])
     off = np.concatenate([[0]] + [p[2][1:] - p[2][0] + (ends[i - 1] if i else 0) for i, p in enumerate(parts)])
-    nodes = np.flatnonzero(np.diff(off) > 0).astype(np.int64)
-    n = len(df)
+    nodes = np.flatnonzero((np.diff(off) > 0) & first_copy).astype(np.int64)
     edges = [minhash.bucket_edges(np.ascontiguousarray(band_keys[nodes, j]), nodes) for j in range(bands)]
     packed = np.unique(np.concatenate([u * n + v for u, v in edges]))
     u, v = packed // n, packed % n
     similar = minhash.pair_jaccard(hashes, off, u, v) >= threshold
     labels = minhash.connected_components(n, u[similar], v[similar])
-    df.filter(pl.Series(labels == np.arange(n))).write_ndjson(out / "kept.jsonl")
+    kept = df.filter(pl.Series((labels == np.arange(n)) & first_copy))
+    if guarded:
+        kept.write_parquet(out / "kept.parquet", compression="zstd")
+    else:
+        kept.write_ndjson(out / "kept.jsonl")
 
 
 def kept_ids(name: str, out: Path) -> set[str]:
@@ -228,6 +252,10 @@ def kept_ids(name: str, out: Path) -> set[str]:
         import polars as pl
 
         return set(pl.read_parquet(sorted((out / "output").glob("*.parquet")), columns=["id"])["id"].to_list())
+    if name == "floor_guarded":
+        import polars as pl
+
+        return set(pl.read_parquet(out / "kept.parquet", columns=["id"])["id"].to_list())
     files = sorted((out / "kept").glob("*.jsonl")) if name == "datatrove" else sorted(out.glob("kept*.jsonl"))
     ids: set[str] = set()
     for f in files:
@@ -243,6 +271,7 @@ RUNNERS = {
     "datatrove": run_datatrove,
     "datajuicer": run_datajuicer,
     "floor": run_floor,
+    "floor_guarded": lambda c, o, t, n: run_floor(c, o, t, n, guarded=True),
 }
 
 
