@@ -326,8 +326,10 @@ def test_may_change_needs_every_word_of_a_phrase_and_a_near_antecedent():
 
 
 def test_the_attribute_ruler_by_table_gives_the_matchers_annotations(monkeypatch: pytest.MonkeyPatch):
-    """curate.nlp.speed_up_attribute_ruler: one-token TAG/LOWER rules by look-up, the rest by the
-    Matcher; every token's tag, POS, morphology and lemma as with spaCy's own matching. A table
+    """curate.nlp.speed_up_attribute_ruler: one-token rules by look-up (TAG/LOWER equality by
+    table, IN / NOT_IN / REGEX / DEP / IS_SPACE tests filed under a value), the rest by the
+    Matcher; every token's tag, POS, morphology and lemma as with spaCy's own matching, on the
+    samples and on text nobody here wrote (the Python docs in general_english.jsonl). A table
     that would match differently is refused on the probe sentences (the Matcher stays)."""
     import gzip
 
@@ -336,7 +338,10 @@ def test_the_attribute_ruler_by_table_gives_the_matchers_annotations(monkeypatch
     spacy = import_spacy()
     texts = [r["text"] for r in csv.DictReader(open(REPO / "data_samples" / "job_posts.csv", encoding="utf-8"))][:80]
     texts += [json.loads(x)["content"] for x in gzip.open(REPO / "data_samples" / "web_scrape.jsonl.gz")][:80]
+    with open(REPO / "data_samples" / "general_english.jsonl", encoding="utf-8", errors="replace") as fh:
+        texts += [json.loads(line)["text"] for line in list(fh)[:80] if line.startswith("{")]
     texts += ["Ain't nobody gonna stop y'all, she said; he'd've gone.", "Dr. O'Neil's kids' toys weren't there."]
+    texts += ["I gave it to you, but it is what it is: nothin' to do. There are two; that is not it.\n\n  Done."]
 
     def annotations(nlp) -> list:
         return [[(t.tag_, t.pos_, str(t.morph), t.lemma_) for t in doc] for doc in nlp.pipe(texts, disable=["ner"])]
