@@ -223,12 +223,11 @@ def speed_up_attribute_ruler(nlp: Any) -> bool:
 
 def _table_key(pattern: list[dict[str, Any]]) -> tuple[str | None, str | None] | None:
     """(lower, tag) when ``pattern`` is one token tested only for LOWER and/or TAG equality."""
-    if len(pattern) != 1 or not pattern[0] or set(pattern[0]) - {"TAG", "LOWER"}:
-        return None
-    tok = pattern[0]
-    if not all(isinstance(v, str) for v in tok.values()):
-        return None  # {"IN": [...]}, {"REGEX": ...}: the Matcher's
-    return tok.get("LOWER"), tok.get("TAG")
+    tests = _one_token_tests(pattern)
+    if tests is None or any(test != "==" or attr not in ("LOWER", "TAG") for attr, test, _ in tests):
+        return None  # {"IN": [...]}, {"REGEX": ...}, DEP, IS_SPACE: filed by value, or the Matcher's
+    given = {attr: value for attr, _, value in tests}
+    return given.get("LOWER"), given.get("TAG")
 
 
 def _one_token_tests(pattern: list[dict[str, Any]]) -> list[tuple[str, str, Any]] | None:
